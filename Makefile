@@ -18,7 +18,7 @@ TRAIN_EMPLOYEES ?= 20000
 TRAIN_TENANTS   ?= 120
 RUNS            ?= runs
 
-.PHONY: help setup test check-sync nbtest pytest train demo-data lab bench bench-smoke clean
+.PHONY: help setup test check-sync nbtest pytest train lab mlflow-ui bench bench-smoke clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ check-sync: setup  ## nbdev-clean and nbdev-export must leave no diff
 	@echo "nbdev-clean and nbdev-export: no diff"
 
 nbtest: setup  ## run every notebook's lesson cells
-	$(BIN)/nbdev-test --n_workers 2 --timing
+	$(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: setup  ## cross-module tests (CLI, jobs end to end, bad-input corpus)
 	$(BIN)/python -m pytest
@@ -59,6 +59,9 @@ train: setup  ## train the attrition model on the embedded synthetic HRIS
 
 lab: setup  ## JupyterLab on the project's kernel, bound to 127.0.0.1
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs
+
+mlflow-ui: setup  ## MLflow UI on 127.0.0.1 for the embedded tracking store (mlruns/)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
 bench: setup  ## full benchmarks at platform scale (minutes; writes bench/results/)
 	$(BIN)/python bench/run_all.py
