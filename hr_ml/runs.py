@@ -8,13 +8,13 @@ Docs: https://hr-ml.github.io/hr_ml/runs.html.md"""
 __all__ = ['sha256_file', 'fingerprint', 'repo_root', 'git_commit', 'lock_hash', 'versions', 'job_path', 'job_params',
            'parse_overrides', 'new_run_id', 'to_html', 'run_job']
 
-# %% ../nbs/20_runs.ipynb #7f8d6fca
+# %% ../nbs/20_runs.ipynb #f4fa8915
 import os, sys, ast, json, shutil, hashlib, platform, subprocess, time, datetime as dt
 from pathlib import Path
 import yaml
 from .schema import HRDataError
 
-# %% ../nbs/20_runs.ipynb #50031232
+# %% ../nbs/20_runs.ipynb #cfe0f74b
 def sha256_file(path:Path, # file to hash
                )->str:
     "SHA-256 hex digest of a file, read in 1 MiB chunks."
@@ -23,7 +23,7 @@ def sha256_file(path:Path, # file to hash
         for b in iter(lambda: f.read(1<<20), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/20_runs.ipynb #d0fffd65
+# %% ../nbs/20_runs.ipynb #ead94429
 def fingerprint(path:Path|str|None, # a data file or folder (None: no data, e.g. synthetic)
                )->str|None:
     "SHA-256 over the relative names and bytes of every file under `path`."
@@ -36,7 +36,7 @@ def fingerprint(path:Path|str|None, # a data file or folder (None: no data, e.g.
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode()); h.update(bytes.fromhex(sha256_file(f)))
     return h.hexdigest()
 
-# %% ../nbs/20_runs.ipynb #b01d099f
+# %% ../nbs/20_runs.ipynb #e45cced8
 def repo_root()->Path|None:
     "The project checkout holding `nbs/jobs`, if hr_ml runs from one."
     import hr_ml
@@ -67,7 +67,7 @@ def versions()->dict:
         except PackageNotFoundError: res[p] = None
     return res
 
-# %% ../nbs/20_runs.ipynb #c9ae6963
+# %% ../nbs/20_runs.ipynb #c7b1683d
 def job_path(name:str, # job name, e.g. 'train_attrition', or a path to a notebook
             )->Path:
     "Path of the job notebook `nbs/jobs/{name}.ipynb` (or `name` itself if it is a notebook path)."
@@ -89,7 +89,7 @@ def _literal(src:str):
     try: return ast.literal_eval(src)
     except (ValueError, SyntaxError): return src
 
-# %% ../nbs/20_runs.ipynb #864b8641
+# %% ../nbs/20_runs.ipynb #5e46e99b
 def parse_overrides(items:list[str]|None, # 'name=value' strings; values are read as YAML
                     known:dict,           # the job's parameters with defaults
                    )->dict:
@@ -110,7 +110,7 @@ def _plain(v):
     if isinstance(v, dict): return {k: _plain(o) for k, o in v.items()}
     return v
 
-# %% ../nbs/20_runs.ipynb #7df6423c
+# %% ../nbs/20_runs.ipynb #a3c2ae89
 def _json_default(o):
     if isinstance(o, (dt.date, dt.datetime)): return o.isoformat()
     if isinstance(o, Path): return str(o)
@@ -120,7 +120,7 @@ def _kernel()->str:
     "A private kernelspec running this very interpreter (quietly), so the job sees the same environment; returns its name."
     import tempfile
     d = Path(tempfile.gettempdir())/f'hr_ml-kernel-{os.getuid() if hasattr(os, "getuid") else 0}'/'kernels'/'hr_ml'
-    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}', '--IPKernelApp.log_level=ERROR'],
+    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}', '--IPKernelApp.log_level=CRITICAL'],
             'display_name': 'hr_ml (job)', 'language': 'python'}
     if not (d/'kernel.json').exists() or json.loads((d/'kernel.json').read_text()) != spec:
         d.mkdir(parents=True, exist_ok=True); (d/'kernel.json').write_text(json.dumps(spec))
@@ -131,7 +131,7 @@ def new_run_id(name:str)->str:
     "A sortable, unique run id: UTC time plus a short random suffix."
     return dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S') + '-' + os.urandom(3).hex()
 
-# %% ../nbs/20_runs.ipynb #2514784a
+# %% ../nbs/20_runs.ipynb #02c0c75d
 def to_html(nb:Path,   # an executed notebook
             out:Path,  # the HTML file to write
            )->Path:
@@ -142,7 +142,7 @@ def to_html(nb:Path,   # an executed notebook
     Path(out).write_text(body, encoding='utf-8')
     return Path(out)
 
-# %% ../nbs/20_runs.ipynb #6012478f
+# %% ../nbs/20_runs.ipynb #88408b89
 def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attrition'
             params:dict,       # parameter overrides (the rest keep the notebook's defaults)
             out:Path|str,      # runs root; the run lands in out/<kind>/<run_id>
