@@ -1,0 +1,189 @@
+"""Trust and governance: the proxy check finds the planted proxy, unfair and weak models fail their gates while a good one
+passes, small groups are suppressed beyond recovery, and every training run ships a fairness audit, gates and a model card
+whose numbers are the run's numbers."""
+import json, re, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hr_ml.attrition import AttritionModel, metrics
+from hr_ml.cards import ANNEX_IV, SECTIONS, fmt, fmt_ci, model_card
+from hr_ml.features import FEATURES, build_features, quarterly_dates
+from hr_ml.fairness import audit, proxy_check
+from hr_ml.gates import all_passed, evaluate_gates, failing, load_policy
+from hr_ml.synth import generate
+
+
+# ---------------------------------------------------------------- data: one snapshot of a synthetic HRIS
+@pytest.fixture(scope="module")
+def snap():
+    tables, truth = generate(n_employees=5000, n_tenants=6, seed=7)
+    df = build_features(tables, quarterly_dates(tables, 12, n=1)[-1], 12)
+    X, y = df.select(FEATURES), df["label"].to_numpy()
+    p = AttritionModel(kind="logistic").fit(X, y).predict_risk(X)
+    return truth, df, X, y, p, df.select(pl.col("^prot_.*$")), df["employee_id"].to_numpy()
+
+
+def test_proxy_check_names_planted_proxy(snap):
+    truth, _, X, _, p, prot, people = snap
+    assert {"protected": "gender", "feature": "part_time"} in [{k: d[k] for k in ("protected", "feature")} for d in truth["proxies"]]
+    px = proxy_check(X, prot, score=p, groups=people)
+    named = {(d["protected"], d["feature"]) for d in px["proxies"]}
+    assert ("gender", "part_time") in named, px["attributes"]["prot_gender"]["features"]["part_time"]
+    assert px["attributes"]["prot_gender"]["features"]["part_time"]["group"] in ("female", "male")
+    # a null feature of the generator is no proxy of gender
+    assert ("gender", "vacation_ratio") not in named
+
+
+# ---------------------------------------------------------------- gates
+def _gates(y, p, prot, people, policy=None):
+    return evaluate_gates(metrics(y, p), {"audit": audit(y, p, prot, groups=people, n_boot=100)}, policy)
+
+
+def test_good_model_passes(snap):
+    _, _, _, y, p, prot, people = snap
+    g = _gates(y, p, prot, people)
+    assert all_passed(g), failing(g)
+    assert {x["name"] for x in g} >= {"roc_auc", "ece", "fairness_audit", "fairness.gender.selection_rate_ratio",
+                                      "fairness.gender.auc_difference", "fairness.age_band.tpr_difference"}
+
+
+def test_unfair_model_fails_fairness_gate(snap):
+    _, df, _, y, p, prot, people = snap
+    women = (df["prot_gender"] == "female").to_numpy()
+    unfair = np.clip(p + 0.2 * women, 0, 1)          # predictions shifted for one group
+    g = _gates(y, unfair, prot, people)
+    bad = {x["name"] for x in failing(g)}
+    assert not all_passed(g)
+    assert {"fairness.gender.selection_rate_ratio", "fairness.gender.max_abs_calibration_gap"} <= bad, bad
+    assert not any(n.startswith("fairness.age_band") and "calibration" not in n for n in bad), bad   # every band is half women
+    by_gender = np.where(women, 0.45, 0.05)           # a score that is a function of gender alone
+    bad = {x["name"] for x in failing(_gates(y, by_gender, prot, people))}
+    assert "fairness.gender.selection_rate_ratio" in bad and "roc_auc" in bad, bad
+
+
+def test_weak_model_fails_auc_gate(snap):
+    _, _, _, y, _, prot, people = snap
+    rnd = np.random.default_rng(0).uniform(0.05, 0.25, len(y))
+    bad = {x["name"] for x in failing(_gates(y, rnd, prot, people))}
+    assert "roc_auc" in bad, bad
+
+
+def test_policy_point_evidence_is_stricter(snap):
+    _, _, _, y, p, prot, people = snap
+    ci, point = _gates(y, p, prot, people), _gates(y, p, prot, people, load_policy({"evidence": "point"}))
+    assert len(failing(point)) >= len(failing(ci))
+
+
+# ---------------------------------------------------------------- suppression
+def test_small_groups_suppressed_and_not_recoverable():
+    rng = np.random.default_rng(1)
+    n = 600
+    people = np.repeat(np.arange(n // 4), 4)                  # 4 snapshots per person
+    nat = np.array(["DE"] * 100 + ["FR"] * 46 + ["TR"] * 2 + ["US"] * 2)[people]   # 2 people each in TR and US
+    gender = np.array(["female"] * 70 + ["male"] * 77 + ["non_binary"] * 3)[people]
+    p = rng.uniform(0.02, 0.6, n); y = (rng.random(n) < p).astype(int)
+    cols = {"prot_nationality": nat, "prot_gender": gender}
+    res = audit(y, p, pl.DataFrame(cols), groups=people, k=5, n_boot=50)
+    for col, a in res["attributes"].items():
+        hidden = [g for g in a["groups"] if g["suppressed"]]
+        for g in hidden: assert set(g) == {"group", "suppressed"}, g       # no numbers at all
+        if not hidden: continue
+        in_hidden = np.isin(cols[col], [g["group"] for g in hidden])
+        shown_rows = sum(g["n"] for g in a["groups"] if not g["suppressed"])
+        assert res["overall"]["n"] - shown_rows == in_hidden.sum()
+        # what subtraction from the totals reveals is a pool of >= k people, never one small group
+        assert len(hidden) >= 2 and len(np.unique(people[in_hidden])) >= 5, (col, hidden)
+    nat_hidden = {g["group"] for g in res["attributes"]["prot_nationality"]["groups"] if g["suppressed"]}
+    assert {"TR", "US"} <= nat_hidden                              # 8 rows each, but only 2 people
+    gen_hidden = {g["group"] for g in res["attributes"]["prot_gender"]["groups"] if g["suppressed"]}
+    assert gen_hidden == {"non_binary", "female"}                  # complementary: the next-smallest goes too
+
+
+# ---------------------------------------------------------------- a training run ships fairness, gates and a card
+TINY = ["--employees", "1200", "--tenants", "6", "-p", "n_splits=3", "-p", "model_kind=xgboost", "-p", "n_boot=100",
+        "-p", "model_params={n_estimators: 40, max_depth: 3}", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    r = subprocess.run([sys.executable, "-m", "hr_ml.cli", "train", "attrition", *TINY, "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (d,) = [p for p in (out / "attrition").iterdir() if not p.name.startswith(".")]
+    return d
+
+
+def test_run_has_fairness_gates_and_card(run):
+    for f in ["fairness.json", "model_card.md", "model_card.html", "fairness_gender.png", "fairness_proxies.png"]:
+        assert (run / f).exists(), f
+    m = json.loads((run / "metrics.json").read_text())
+    assert isinstance(m["gates_passed"], bool) and m["gates"]
+    for g in m["gates"]:
+        assert {"name", "value", "threshold", "passed", "blocking"} <= set(g), g
+    assert m["gates_passed"] == all(g["passed"] for g in m["gates"] if g["blocking"])
+    assert m["policy"] == load_policy()
+    fj = json.loads((run / "fairness.json").read_text())
+    assert {"prot_gender", "prot_age_band", "prot_nationality"} <= set(fj["audit"]["attributes"])
+    assert fj["audit"]["overall"]["n"] + fj["n_without_prediction"] == m["n_rows"]
+
+
+def _rows(md, header_start):
+    "Rows (lists of cells) of the first table whose header starts with `header_start`."
+    lines = md.splitlines()
+    i = next(i for i, l in enumerate(lines) if l.startswith("| " + header_start))
+    out = []
+    for l in lines[i + 2:]:
+        if not l.startswith("|"): break
+        out.append([c.strip() for c in re.split(r"(?<!\\)\|", l.strip().strip("|"))])
+    return out
+
+
+def test_card_sections_and_numbers(run):
+    md = (run / "model_card.md").read_text()
+    m = json.loads((run / "metrics.json").read_text())
+    fj = json.loads((run / "fairness.json").read_text())
+    for s in SECTIONS: assert f"\n## {s}\n" in md, s
+    for s in ANNEX_IV: assert f"\n### {s}\n" in md, s
+    cut = md.index("### Versions and lineage")   # regenerated from the finished folder: the same card, plus the manifest's lineage
+    assert model_card(run)[:cut] == md[:cut]
+    # performance: out-of-fold values from metrics.json, CIs from fairness.json
+    perf = {r[0]: r for r in _rows(md, "metric | out-of-fold")}
+    ov = fj["audit"]["overall"]
+    for name, key, ci in [("ROC-AUC", "roc_auc", "auc_ci"), ("Brier score", "brier", "brier_ci"), ("ECE", "ece", "ece_ci"),
+                          ("PR-AUC", "pr_auc", None), ("lift in the top 10%", "lift_top10", None)]:
+        assert float(perf[name][1]) == pytest.approx(m["oof_metrics"][key], abs=5e-4), name
+        if ci: assert perf[name][2] == fmt_ci(ov[ci]), name
+    # calibration buckets
+    for row, b in zip(_rows(md, "bucket | risk range"), m["buckets"]):
+        assert row[0] == b["bucket"] and row[2] == fmt(b["n"]) and row[3] == fmt(b["predicted_mean"]) and row[4] == fmt(b["observed_rate"])
+    # fairness summary per attribute
+    summ = {r[0]: r for r in _rows(md, "attribute | reference")}
+    for col, a in fj["audit"]["attributes"].items():
+        r, s = summ[a["attribute"]], a["summary"]
+        assert r[1] == fmt(a["reference"]) and r[2] == fmt(a["n_compared"]) and r[3] == fmt(a["n_suppressed"])
+        for cell, key in zip(r[4:], ["selection_rate_ratio", "auc_difference", "tpr_difference", "fpr_difference", "max_abs_calibration_gap"]):
+            assert cell == fmt(s.get(key)), (col, key)
+            if s.get(key) is not None: assert float(cell) == pytest.approx(s[key], abs=5e-4)
+    # gender groups: people, AUC and its CI
+    grp = {r[0].split(" (")[0]: r for r in _rows(md, "group | people")}
+    for g in fj["audit"]["attributes"]["prot_gender"]["groups"]:
+        if g["suppressed"]: assert grp[g["group"]][1] == "suppressed"; continue
+        assert grp[g["group"]][1] == fmt(g["n_people"]) and grp[g["group"]][2] == f"{fmt(g['auc'])} {fmt_ci(g['auc_ci'])}"
+    # gates
+    gates = {r[0]: r for r in _rows(md, "gate | value")}
+    assert set(gates) == {g["name"] for g in m["gates"]}
+    for g in m["gates"]:
+        r = gates[g["name"]]
+        assert r[1] == fmt(g["value"]) and r[3] == fmt(g["threshold"]) and r[4] == ("pass" if g["passed"] else "FAIL")
+    # drivers
+    drv = _rows(md, "rank | feature")
+    imp = sorted(m["global_importance"].items(), key=lambda kv: -kv[1])
+    assert [r[1].strip("`") for r in drv] == [k for k, _ in imp]
+    assert [float(r[2]) for r in drv] == pytest.approx([v for _, v in imp], abs=5e-5)
+    # the html carries the same sections
+    html = (run / "model_card.html").read_text()
+    for s in SECTIONS: assert f"<h2>{s}</h2>" in html.replace("&amp;", "&"), s
