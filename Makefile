@@ -61,7 +61,7 @@ lab: setup  ## JupyterLab on the project's kernel, bound to 127.0.0.1
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs
 
 mlflow-ui: setup  ## MLflow UI on 127.0.0.1 for the embedded tracking store (mlruns/)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
 bench: setup  ## full benchmarks at platform scale (minutes; writes bench/results/)
 	$(BIN)/python bench/run_all.py

@@ -8,7 +8,7 @@ Docs: https://hr-ml.github.io/hr_ml/pipeline.html.md"""
 __all__ = ['Dataset', 'read_export', 'load_dataset', 'choose_and_fit', 'backtest', 'sign_agreement', 'truth_recovery',
            'current_population']
 
-# %% ../nbs/15_pipeline.ipynb #fc0d0832
+# %% ../nbs/15_pipeline.ipynb #ad8994eb
 import json, time, datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from . import features as F
 from .attrition import AttritionModel, compare_models, metrics, bucket_table, buckets
 from .explain import contributions, global_importance, drivers
 
-# %% ../nbs/15_pipeline.ipynb #0f51063c
+# %% ../nbs/15_pipeline.ipynb #345e9aa2
 @dataclass
 class Dataset:
     "Model-ready rows from any source."
@@ -36,7 +36,7 @@ class Dataset:
     snapshots:pl.DataFrame|None=None  # the full snapshot frame (events only)
     def __repr__(self): return f"Dataset({self.kind}, {self.source}: {len(self.y):,} rows, {self.X.width} features, {int(self.y.sum()):,} exits)"
 
-# %% ../nbs/15_pipeline.ipynb #91c21814
+# %% ../nbs/15_pipeline.ipynb #cf6bfa93
 def read_export(path:Path|str, # a one-row-per-employee CSV or Parquet export
                 mapping:dict,   # the mapping (target, positive, id, protected, drop, keep, ...)
                )->pl.DataFrame:
@@ -44,7 +44,7 @@ def read_export(path:Path|str, # a one-row-per-employee CSV or Parquet export
     from hr_ml.io import _read_raw
     return _read_raw(Path(path), 'export', mapping)
 
-# %% ../nbs/15_pipeline.ipynb #a9ae0faa
+# %% ../nbs/15_pipeline.ipynb #e29ce813
 def _events(tables, source, as_of_dates, horizon_months, truth=None, notes=None):
     if as_of_dates is None: as_of_dates = F.quarterly_dates(tables, horizon_months, n=8)
     df = F.build_training_set(tables, [dt.date.fromisoformat(str(d)) for d in as_of_dates], horizon_months)
@@ -84,7 +84,7 @@ def load_dataset(data:str|Path|None=None,  # HRIS folder, single file, or None f
     truth = json.loads((p/'truth.json').read_text()) if p.is_dir() and (p/'truth.json').exists() else None
     return _events(tables, str(p), as_of_dates, horizon_months, truth)
 
-# %% ../nbs/15_pipeline.ipynb #a1b6bfd7
+# %% ../nbs/15_pipeline.ipynb #e616d0dd
 def choose_and_fit(ds:Dataset,          # model-ready rows
                    n_splits:int=5,      # CV folds
                    n_repeats:int=3,     # CV repeats
@@ -98,12 +98,13 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
     cmp = compare_models(ds.X, ds.y, groups=ds.groups, n_splits=n_splits, n_repeats=n_repeats, seed=seed,
                          params=params, progress=progress)
     chosen = cmp['chosen'] if kind == 'auto' else kind
-    reason = cmp['reason'] if kind == 'auto' else f"{kind} chosen by the job's parameters; CV: {cmp['summary']}"
+    reason = cmp['reason'] if kind == 'auto' else (f"{kind} chosen by the job's parameters (mean CV ROC-AUC: " +
+              ", ".join(f"{k} {v['roc_auc']}" for k, v in cmp['summary'].items()) + ").")
     model = AttritionModel(kind=chosen, **{k: v for k, v in params.items() if k != 'kind'}).fit(ds.X, ds.y, groups=ds.groups)
     cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary']} for k, v in cmp['cv'].items()}
     return model, {'chosen': chosen, 'reason': reason, 'cv': cv, 'oof': cmp['cv'][chosen]['oof']}
 
-# %% ../nbs/15_pipeline.ipynb #fc8673d1
+# %% ../nbs/15_pipeline.ipynb #fd5a9679
 def backtest(ds:Dataset,          # event data with snapshots
              model:AttritionModel, # an unfitted model to clone (its parameters are used)
              horizon_months:int=12,
@@ -119,7 +120,7 @@ def backtest(ds:Dataset,          # event data with snapshots
     p = m.predict_risk(te.select(F.FEATURES))
     return {'test_year': int(year), 'n_train': tr.height, 'n_test': te.height, **metrics(te['label'].to_numpy(), p)}
 
-# %% ../nbs/15_pipeline.ipynb #8ef42649
+# %% ../nbs/15_pipeline.ipynb #6a8ff1b0
 def sign_agreement(x:np.ndarray,   # feature values
                    s:np.ndarray,   # SHAP contributions of that feature
                    direction:int,  # +1: higher value, higher risk; -1: the reverse
@@ -133,7 +134,7 @@ def sign_agreement(x:np.ndarray,   # feature values
     agree = np.concatenate([np.sign(s[hi]) == direction, np.sign(s[lo]) == -direction])
     return float(agree.mean())
 
-# %% ../nbs/15_pipeline.ipynb #a89a9f84
+# %% ../nbs/15_pipeline.ipynb #63d9a432
 def truth_recovery(truth:dict,        # truth.json of the synthetic HRIS
                    phi:np.ndarray,     # contributions on the evaluated rows
                    X:pl.DataFrame,     # feature values of those rows
@@ -167,7 +168,7 @@ def truth_recovery(truth:dict,        # truth.json of the synthetic HRIS
             out.update(oracle_as_of=str(o['as_of']), oracle_auc=float(o['auc']), auc=auc, auc_gap=float(o['auc']) - auc, n_oracle_snapshot=int(at.sum()))
     return out
 
-# %% ../nbs/15_pipeline.ipynb #daaa3a7a
+# %% ../nbs/15_pipeline.ipynb #06a75bd3
 def current_population(ds:Dataset, # event data
                       )->tuple[pl.DataFrame, pl.DataFrame]:
     "Features and ids of everyone employed at the data's last date (events), or the training rows (table)."

@@ -8,13 +8,13 @@ Docs: https://hr-ml.github.io/hr_ml/runs.html.md"""
 __all__ = ['sha256_file', 'fingerprint', 'repo_root', 'git_commit', 'lock_hash', 'versions', 'job_path', 'job_params',
            'parse_overrides', 'new_run_id', 'to_html', 'run_job']
 
-# %% ../nbs/20_runs.ipynb #f4fa8915
+# %% ../nbs/20_runs.ipynb #86b1fd81
 import os, sys, ast, json, shutil, hashlib, platform, subprocess, time, datetime as dt
 from pathlib import Path
 import yaml
 from .schema import HRDataError
 
-# %% ../nbs/20_runs.ipynb #cfe0f74b
+# %% ../nbs/20_runs.ipynb #e8d14097
 def sha256_file(path:Path, # file to hash
                )->str:
     "SHA-256 hex digest of a file, read in 1 MiB chunks."
@@ -23,7 +23,7 @@ def sha256_file(path:Path, # file to hash
         for b in iter(lambda: f.read(1<<20), b''): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/20_runs.ipynb #ead94429
+# %% ../nbs/20_runs.ipynb #51650e8d
 def fingerprint(path:Path|str|None, # a data file or folder (None: no data, e.g. synthetic)
                )->str|None:
     "SHA-256 over the relative names and bytes of every file under `path`."
@@ -36,7 +36,7 @@ def fingerprint(path:Path|str|None, # a data file or folder (None: no data, e.g.
         h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode()); h.update(bytes.fromhex(sha256_file(f)))
     return h.hexdigest()
 
-# %% ../nbs/20_runs.ipynb #e45cced8
+# %% ../nbs/20_runs.ipynb #09746c04
 def repo_root()->Path|None:
     "The project checkout holding `nbs/jobs`, if hr_ml runs from one."
     import hr_ml
@@ -67,7 +67,7 @@ def versions()->dict:
         except PackageNotFoundError: res[p] = None
     return res
 
-# %% ../nbs/20_runs.ipynb #c7b1683d
+# %% ../nbs/20_runs.ipynb #2f938e27
 def job_path(name:str, # job name, e.g. 'train_attrition', or a path to a notebook
             )->Path:
     "Path of the job notebook `nbs/jobs/{name}.ipynb` (or `name` itself if it is a notebook path)."
@@ -89,7 +89,7 @@ def _literal(src:str):
     try: return ast.literal_eval(src)
     except (ValueError, SyntaxError): return src
 
-# %% ../nbs/20_runs.ipynb #5e46e99b
+# %% ../nbs/20_runs.ipynb #48c63b7a
 def parse_overrides(items:list[str]|None, # 'name=value' strings; values are read as YAML
                     known:dict,           # the job's parameters with defaults
                    )->dict:
@@ -110,7 +110,7 @@ def _plain(v):
     if isinstance(v, dict): return {k: _plain(o) for k, o in v.items()}
     return v
 
-# %% ../nbs/20_runs.ipynb #a3c2ae89
+# %% ../nbs/20_runs.ipynb #8f8ef2d6
 def _json_default(o):
     if isinstance(o, (dt.date, dt.datetime)): return o.isoformat()
     if isinstance(o, Path): return str(o)
@@ -131,7 +131,7 @@ def new_run_id(name:str)->str:
     "A sortable, unique run id: UTC time plus a short random suffix."
     return dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S') + '-' + os.urandom(3).hex()
 
-# %% ../nbs/20_runs.ipynb #02c0c75d
+# %% ../nbs/20_runs.ipynb #a63025a1
 def to_html(nb:Path,   # an executed notebook
             out:Path,  # the HTML file to write
            )->Path:
@@ -142,7 +142,7 @@ def to_html(nb:Path,   # an executed notebook
     Path(out).write_text(body, encoding='utf-8')
     return Path(out)
 
-# %% ../nbs/20_runs.ipynb #88408b89
+# %% ../nbs/20_runs.ipynb #12280092
 def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attrition'
             params:dict,       # parameter overrides (the rest keep the notebook's defaults)
             out:Path|str,      # runs root; the run lands in out/<kind>/<run_id>
@@ -151,6 +151,7 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
             progress:bool=True,# show papermill's progress bar
             run_id:str|None=None,
             html:bool=True,    # also write report.html (the executed notebook without code) for readers without Jupyter
+            post=None,         # callable(folder) run after manifest.json is written, before the rename (e.g. a model card)
            )->Path:
     "Execute job `name` with papermill into a complete run folder and return its path."
     import papermill as pm
@@ -188,6 +189,7 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
         extra = tmp/'manifest.extra.json'
         if extra.exists(): manifest.update(json.loads(extra.read_text())); extra.unlink(); manifest['files'].pop('manifest.extra.json', None)
         (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
+        if post is not None: post(tmp)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ from hr_ml.schema import PROTECTED
 from hr_ml.tabular import demo_export
 
 TINY = ["--employees", "1500", "--tenants", "8", "-p", "n_splits=3", "-p", "model_kind=xgboost",
-        "-p", "model_params={n_estimators: 60, max_depth: 3}", "--no-progress"]
+        "-p", "model_params={n_estimators: 60, max_depth: 3}", "--no-progress", "--no-track"]
 
 
 def hr_ml(*args, cwd=None):
@@ -123,7 +123,7 @@ def export(tmp_path_factory):
 
 def test_byo_export_trains(export, tmp_path):
     r = hr_ml("train", "attrition", "--data", export / "export.csv", "--mapping", export / "mapping.yaml",
-              "-p", "n_splits=3", "-p", "n_repeats=1", "-p", "model_params={n_estimators: 40}", "--no-progress", "--out", tmp_path)
+              "-p", "n_splits=3", "-p", "n_repeats=1", "-p", "model_params={n_estimators: 40}", "--no-progress", "--no-track", "--out", tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run,) = runs_in(tmp_path)
     m = json.loads((run / "metrics.json").read_text())
