@@ -127,7 +127,7 @@ def main():
                   f"peak RSS {res[impl]['peak_rss_mb']} MB", flush=True)
         cmp = compare(pl.read_parquet(tmp / "out_polars.parquet"), pl.read_parquet(tmp / "out_pandas.parquet"))
     speedup = res["pandas"]["seconds"] / res["polars"]["seconds"]
-    summary = dict(benchmark="features.build_features", employees=n, tenants=tenants, years=2 if a.smoke else a.years,
+    summary = dict(benchmark="features.build_features", smoke=a.smoke, employees=n, tenants=tenants, years=2 if a.smoke else a.years,
                    seed=a.seed, as_of=str(as_of), generator=generator, generate_seconds=round(gen_s, 1), table_rows=rows,
                    snapshot_rows=res["polars"]["rows"], repeats=repeats, polars=res["polars"], pandas=res["pandas"],
                    speedup=round(speedup, 2), agree=cmp["agree"], comparison=cmp,

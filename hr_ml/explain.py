@@ -8,14 +8,14 @@ Docs: https://hr-ml.github.io/hr_ml/explain.html.md"""
 __all__ = ['ACTIONABLE', 'contributions', 'global_importance', 'driver_text', 'drivers', 'plot_beeswarm', 'plot_waterfall',
            'what_if']
 
-# %% ../nbs/12_explain.ipynb #5bffd2b5
+# %% ../nbs/12_explain.ipynb #0ca6cd78
 import math
 import numpy as np, polars as pl
 from .schema import HRDataError
 from .treeshap import tree_shap
 from .attrition import AttritionModel, buckets
 
-# %% ../nbs/12_explain.ipynb #5d9cc70d
+# %% ../nbs/12_explain.ipynb #d04f0ff8
 def contributions(model:AttritionModel, # a fitted model
                   X,                    # features, same columns as in fit
                   n_threads:int|None=None, # threads for TreeSHAP (None: all cores)
@@ -33,7 +33,7 @@ def contributions(model:AttritionModel, # a fitted model
     np.add.at(phi.T, idx, parts.T)
     return phi, np.full(len(M), float(model.intercept_ + coef @ mu))
 
-# %% ../nbs/12_explain.ipynb #c79d0746
+# %% ../nbs/12_explain.ipynb #69f32303
 def global_importance(phi:np.ndarray,    # contributions from `contributions`
                       names:list[str],    # feature names, in column order
                      )->dict[str, float]:
@@ -41,28 +41,38 @@ def global_importance(phi:np.ndarray,    # contributions from `contributions`
     imp = np.abs(phi).mean(0)
     return {names[i]: float(imp[i]) for i in np.argsort(-imp, kind='stable')}
 
-# %% ../nbs/12_explain.ipynb #10be54da
+# %% ../nbs/12_explain.ipynb #ec6baa0d
 ACTIONABLE = {'compa_ratio', 'months_since_raise', 'last_raise_pct', 'overtime_ratio', 'manager_changes_12m', 'weekly_hours'}
 
-def _pct(v): return f"{abs(v):.0%}"
+# feature: cases (condition on the value, sentence template, value to print, format spec); the first case whose condition holds wins.
+# Conditions and value functions work on a float and on a numpy array alike, so one table serves `driver_text` and `drivers`.
 _TEXT = {
-    'compa_ratio':        lambda v: f"Pay {_pct(1-v)} below peers in the same role" if v < 1 else f"Pay {_pct(v-1)} above peers in the same role",
-    'months_since_raise': lambda v: f"No raise for {v:.0f} months",
-    'last_raise_pct':     lambda v: f"Last raise {v:.1f}%",
-    'overtime_ratio':     lambda v: f"Working {_pct(v)} above contracted hours" if v >= 0 else f"Working {_pct(v)} below contracted hours",
-    'manager_changes_12m':lambda v: f"{v:.0f} manager change{'s' if v != 1 else ''} in the last 12 months",
-    'last_rating':        lambda v: f"Last review rating {v:.0f} of 5",
-    'rating_trend':       lambda v: "Review rating unchanged" if v == 0 else f"Review rating {'up' if v > 0 else 'down'} {abs(v):.0f} since the previous review",
-    'sick_days_90d':      lambda v: f"{v:.0f} sick days in the last 90 days",
-    'sick_days_365d':     lambda v: f"{v:.0f} sick days in the last year",
-    'sick_days_trend':    lambda v: f"Sick leave {'up' if v > 0 else 'down'} lately ({v:+.1f} days vs. the yearly quarter average)",
-    'vacation_ratio':     lambda v: f"Took {v:.0%} of expected vacation in the last year",
-    'team_exits_6m':      lambda v: f"{v:.0f} voluntary exit{'s' if v != 1 else ''} in the department in the last 6 months",
-    'tenure_years':       lambda v: f"{v:.1f} years with the company",
-    'part_time':          lambda v: "Works part time" if v else "Works full time",
-    'weekly_hours':       lambda v: f"Contracted {v:.0f} hours a week",
-    'job_level':          lambda v: f"Job level {v:.0f}",
+    'compa_ratio':        [(lambda v: v < 1, "Pay {} below peers in the same role", lambda v: abs(1-v), '.0%'),
+                           (None, "Pay {} above peers in the same role", lambda v: abs(v-1), '.0%')],
+    'months_since_raise': [(None, "No raise for {} months", None, '.0f')],
+    'last_raise_pct':     [(None, "Last raise {}%", None, '.1f')],
+    'overtime_ratio':     [(lambda v: v >= 0, "Working {} above contracted hours", abs, '.0%'),
+                           (None, "Working {} below contracted hours", abs, '.0%')],
+    'manager_changes_12m':[(lambda v: v != 1, "{} manager changes in the last 12 months", None, '.0f'),
+                           (None, "{} manager change in the last 12 months", None, '.0f')],
+    'last_rating':        [(None, "Last review rating {} of 5", None, '.0f')],
+    'rating_trend':       [(lambda v: v == 0, "Review rating unchanged", None, None),
+                           (lambda v: v > 0, "Review rating up {} since the previous review", abs, '.0f'),
+                           (None, "Review rating down {} since the previous review", abs, '.0f')],
+    'sick_days_90d':      [(None, "{} sick days in the last 90 days", None, '.0f')],
+    'sick_days_365d':     [(None, "{} sick days in the last year", None, '.0f')],
+    'sick_days_trend':    [(lambda v: v > 0, "Sick leave up lately ({} days vs. the yearly quarter average)", None, '+.1f'),
+                           (None, "Sick leave down lately ({} days vs. the yearly quarter average)", None, '+.1f')],
+    'vacation_ratio':     [(None, "Took {} of expected vacation in the last year", None, '.0%')],
+    'team_exits_6m':      [(lambda v: v != 1, "{} voluntary exits in the department in the last 6 months", None, '.0f'),
+                           (None, "{} voluntary exit in the department in the last 6 months", None, '.0f')],
+    'tenure_years':       [(None, "{} years with the company", None, '.1f')],
+    'part_time':          [(lambda v: v != 0, "Works part time", None, None), (None, "Works full time", None, None)],
+    'weekly_hours':       [(None, "Contracted {} hours a week", None, '.0f')],
+    'job_level':          [(None, "Job level {}", None, '.0f')],
 }
+
+def _label(feature): return feature.replace('_', ' ').capitalize()
 
 def driver_text(feature:str,   # feature name
                 value,         # the employee's value (None if missing)
@@ -70,12 +80,64 @@ def driver_text(feature:str,   # feature name
                )->str:
     "One plain sentence: the feature's value and whether it raises or lowers risk."
     eff = "raises risk" if contribution > 0 else "lowers risk"
-    if value is None or (isinstance(value, float) and math.isnan(value)): what = f"{feature.replace('_', ' ').capitalize()} not recorded"
-    elif feature in _TEXT and not isinstance(value, str): what = _TEXT[feature](float(value))
-    else: what = f"{feature.replace('_', ' ').capitalize()}: {value}"
+    if value is None or (isinstance(value, float) and math.isnan(value)): what = f"{_label(feature)} not recorded"
+    elif feature in _TEXT and not isinstance(value, str):
+        v = float(value)
+        cond, tpl, fn, spec = next(c for c in _TEXT[feature] if c[0] is None or c[0](v))
+        what = tpl.format(format(fn(v) if fn else v, spec)) if spec else tpl
+    else: what = f"{_label(feature)}: {value}"
     return f"{what} {eff}"
 
-# %% ../nbs/12_explain.ipynb #fed93a81
+# %% ../nbs/12_explain.ipynb #dd7ef7a1
+def _vformat(x:np.ndarray,  # finite floats
+             spec:str,      # '.Nf', '+.Nf' or '.N%' (N = 0..6)
+            )->pl.Series:
+    "Strings equal to `[format(v, spec) for v in x]`, computed column-wise."
+    plus, dec, pct = spec.startswith('+'), int(spec.lstrip('+.')[:-1]), spec.endswith('%')
+    y = np.asarray(x, np.float64) * (100 if pct else 1)  # Python's '%' multiplies by 100 the same way
+    z = y * 10**dec
+    n = np.rint(z)
+    odd = ~np.isfinite(z) | (np.abs(z) >= 1e9)
+    if dec: odd |= np.abs(np.abs(z - np.floor(z)) - 0.5) < 1e-6  # within rounding error of a tie: let Python decide
+    a = np.abs(np.where(odd, 0, n)).astype(np.int64)
+    sign = pl.when(pl.Series(np.signbit(n))).then(pl.lit('-')).otherwise(pl.lit('+' if plus else ''))
+    parts = [sign, pl.Series(a // 10**dec).cast(pl.String)]
+    if dec: parts += [pl.lit('.'), pl.Series(a % 10**dec).cast(pl.String).str.zfill(dec)]
+    if pct: parts.append(pl.lit('%'))
+    out = pl.select(pl.concat_str(parts)).to_series()
+    i = np.flatnonzero(odd)
+    return out.scatter(i, [format(float(v), spec) for v in np.asarray(x)[i]]) if len(i) else out
+
+# %% ../nbs/12_explain.ipynb #0716a4ea
+def _texts(feature:str,        # feature name
+           s:pl.Series,        # its values for the rows that have it as a driver
+           c:np.ndarray,       # their contributions
+          )->pl.Series:
+    "`driver_text` for every row of `s`, column-wise."
+    eff = pl.select(pl.when(pl.Series(c) > 0).then(pl.lit(" raises risk")).otherwise(pl.lit(" lowers risk"))).to_series()
+    miss = s.is_null().to_numpy()
+    if s.dtype.is_float(): miss |= s.is_nan().fill_null(False).to_numpy()
+    what = pl.Series([f"{_label(feature)} not recorded"] * len(s), dtype=pl.String)
+    ok = np.flatnonzero(~miss)
+    if len(ok) and feature in _TEXT and (s.dtype.is_numeric() or s.dtype == pl.Boolean):
+        v = s.gather(ok).cast(pl.Float64).to_numpy()
+        free = np.ones(len(v), bool)
+        for cond, tpl, fn, spec in _TEXT[feature]:
+            m = free & (True if cond is None else cond(v))
+            free &= ~m
+            if not m.any(): continue
+            if spec is None: part = pl.Series([tpl] * int(m.sum()), dtype=pl.String)
+            else:
+                pre, post = tpl.split('{}')
+                part = pl.select(pl.concat_str([pl.lit(pre), _vformat((fn(v[m]) if fn else v[m]), spec), pl.lit(post)])).to_series()
+            what = what.scatter(ok[m], part)
+    elif len(ok) and (s.dtype in (pl.String, pl.Categorical) or isinstance(s.dtype, pl.Enum)):  # categories: 'Name: value'
+        what = what.scatter(ok, pl.select(pl.concat_str([pl.lit(f"{_label(feature)}: "), s.gather(ok).cast(pl.String)])).to_series())
+    elif len(ok):  # any other feature: printed by Python, as `driver_text` does
+        what = what.scatter(ok, [f"{_label(feature)}: {o}" for o in s.gather(ok).to_list()])
+    return pl.select(pl.concat_str([what, eff])).to_series()
+
+# %% ../nbs/12_explain.ipynb #0b4b0b5c
 def drivers(model:AttritionModel, # a fitted model
             X,                    # features, same columns as in fit
             ids:pl.DataFrame|None=None, # id columns to carry (e.g. tenant_id, employee_id), one row per row of X
@@ -92,21 +154,25 @@ def drivers(model:AttritionModel, # a fitted model
     names = model.feature_names_
     k = min(k, len(names))
     top = np.argsort(-np.abs(phi), axis=1, kind='stable')[:, :k]
-    cols = {c: X[c].to_list() for c in names}
+    rows = np.arange(len(X))
+    name_s, is_act = pl.Series(names, dtype=pl.String), np.array([n in act for n in names])
     out = {'risk': p, 'bucket': buckets(p, cuts)}
     for j in range(k):
-        f = [names[i] for i in top[:, j]]
-        c = phi[np.arange(len(X)), top[:, j]]
-        v = [cols[n][r] for r, n in enumerate(f)]
-        out[f'driver_{j+1}'] = f
+        t = top[:, j]
+        c = phi[rows, t]
+        order = np.argsort(t, kind='stable')  # rows grouped by their driver feature
+        bounds = np.searchsorted(t[order], np.arange(len(names) + 1))
+        parts = [_texts(names[i], X[names[i]].gather(order[a:b]), c[order[a:b]]) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a]
+        text = pl.concat(parts) if parts else pl.Series([], dtype=pl.String)
+        out[f'driver_{j+1}'] = name_s.gather(t)
         out[f'driver_{j+1}_shap'] = c
-        out[f'driver_{j+1}_direction'] = np.where(c > 0, 'raises', 'lowers')
-        out[f'driver_{j+1}_text'] = [driver_text(n, vv, cc) for n, vv, cc in zip(f, v, c)]
-        out[f'driver_{j+1}_actionable'] = [n in act for n in f]
+        out[f'driver_{j+1}_direction'] = pl.select(pl.when(pl.Series(c) > 0).then(pl.lit('raises')).otherwise(pl.lit('lowers'))).to_series()
+        out[f'driver_{j+1}_text'] = text.gather(np.argsort(order, kind='stable'))
+        out[f'driver_{j+1}_actionable'] = is_act[t]
     res = pl.DataFrame(out)
     return pl.concat([ids, res], how='horizontal') if ids is not None else res
 
-# %% ../nbs/12_explain.ipynb #fce674a3
+# %% ../nbs/12_explain.ipynb #dd4e9583
 def plot_beeswarm(phi:np.ndarray,   # contributions
                   X:pl.DataFrame,    # feature values (for colour)
                   names:list[str],   # feature names in column order
@@ -131,7 +197,7 @@ def plot_beeswarm(phi:np.ndarray,   # contributions
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_explain.ipynb #ad4fbba4
+# %% ../nbs/12_explain.ipynb #aaf58c2e
 def plot_waterfall(phi_row:np.ndarray, # one employee's contributions
                    bias:float,         # the bias (average margin)
                    names:list[str],    # feature names
@@ -157,7 +223,7 @@ def plot_waterfall(phi_row:np.ndarray, # one employee's contributions
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_explain.ipynb #9510c575
+# %% ../nbs/12_explain.ipynb #aadee3f2
 def what_if(model:AttritionModel, # a fitted model
             row:pl.DataFrame,      # one employee's features (one row)
             feature:str,           # the actionable feature to change
