@@ -8,7 +8,7 @@ Docs: https://hr-ml.github.io/hr_ml/attrition.html.md"""
 __all__ = ['group_folds', 'AttritionModel', 'ece', 'metrics', 'risk_bucket', 'buckets', 'bucket_table', 'cross_validate',
            'compare_models', 'plot_calibration', 'plot_lift']
 
-# %% ../nbs/10_attrition.ipynb #89069c89
+# %% ../nbs/10_attrition.ipynb #36cf11a9
 import hashlib, json, math, os
 from pathlib import Path
 import numpy as np
@@ -26,7 +26,7 @@ from fastcore.basics import patch
 import hr_ml
 from .schema import HRDataError, PROTECTED
 
-# %% ../nbs/10_attrition.ipynb #5031ac07
+# %% ../nbs/10_attrition.ipynb #8bad65b7
 _MIN_ROWS, _MIN_CLASS = 20, 5
 _BUCKETS = ("Low", "Medium", "High")
 
@@ -83,7 +83,7 @@ def _split_columns(X, categorical, protected, allow_protected):
     if missing: raise HRDataError(f"categorical column '{missing[0]}' is not in X; fix the categorical list (X has {len(X.columns)} columns)")
     return num, cat
 
-# %% ../nbs/10_attrition.ipynb #3a5c30d4
+# %% ../nbs/10_attrition.ipynb #3e42a9fc
 def _sigmoid(z): return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
 
 def _logit(p, eps=1e-6):
@@ -122,7 +122,7 @@ def _inner_split(y, groups, frac, seed):
     if len(np.unique(y[va])) < 2: raise HRDataError("the inner validation split has a single class; add data, raise inner_valid_frac, or set calibration=None and early_stopping_rounds=None")
     return np.sort(tr), np.sort(va)
 
-# %% ../nbs/10_attrition.ipynb #6cd09278
+# %% ../nbs/10_attrition.ipynb #e4dbe7fa
 class AttritionModel(ClassifierMixin, BaseEstimator):
     "Calibrated probability of leaving: xgboost (native categoricals, early stopping, monotone constraints) or a logistic baseline."
     def __init__(self,
@@ -150,7 +150,7 @@ class AttritionModel(ClassifierMixin, BaseEstimator):
         self.categorical, self.allow_protected, self.protected = categorical, allow_protected, protected
         self.n_jobs, self.random_state = n_jobs, random_state
 
-# %% ../nbs/10_attrition.ipynb #ef7b95cd
+# %% ../nbs/10_attrition.ipynb #f1643f1f
 def _code_expr(c, cats):
     return pl.col(c).cast(pl.String).replace_strict(cats, list(range(len(cats))), default=None, return_dtype=pl.Float64).alias(c)
 
@@ -195,7 +195,7 @@ def design(self:AttritionModel, X):
             cols.append(((np.where(np.isnan(M[:, j]), med, M[:, j]) - mu) / sd)[:, None])
     return np.hstack(cols)
 
-# %% ../nbs/10_attrition.ipynb #fd857d8d
+# %% ../nbs/10_attrition.ipynb #35db856d
 @patch
 def fit(self:AttritionModel,
         X,            # features: polars DataFrame, numeric and string (categorical) columns
@@ -271,7 +271,7 @@ def _fit_logistic(self:AttritionModel, M, y):
     self.design_mean_ = [float(v) for v in D.mean(0)]  # the average training case: the SHAP reference
     return self
 
-# %% ../nbs/10_attrition.ipynb #7f30d578
+# %% ../nbs/10_attrition.ipynb #b0259f43
 @patch
 def predict_risk(self:AttritionModel, X)->np.ndarray:
     "Calibrated probability of leaving, one per row of `X`."
@@ -297,7 +297,7 @@ def predict(self:AttritionModel, X,
     "1 where the probability of leaving is at least `threshold`."
     return (self.predict_risk(X) >= threshold).astype(np.int8)
 
-# %% ../nbs/10_attrition.ipynb #9b26f692
+# %% ../nbs/10_attrition.ipynb #c2717bc2
 _FORMAT = "hr_ml.attrition/1"
 
 def _sha256(path): return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -342,7 +342,7 @@ def load(cls:AttritionModel, path):
         m.booster_.load_model(ubj)
     return m
 
-# %% ../nbs/10_attrition.ipynb #e61b5b64
+# %% ../nbs/10_attrition.ipynb #2db6db73
 def _check_yp(y, p):
     y = np.asarray(y).astype(np.int8).ravel()
     p = np.asarray(p, dtype=np.float64).ravel()
@@ -377,7 +377,7 @@ def metrics(y,         # 1 = left, 0 = stayed
             "calibration_slope": slope, "calibration_intercept": icpt,
             "precision_top10": prec, "lift_top10": prec / base if base > 0 else math.nan}
 
-# %% ../nbs/10_attrition.ipynb #d1a66b47
+# %% ../nbs/10_attrition.ipynb #0531a110
 def _check_cuts(cuts):
     lo, hi = cuts
     if not 0 < lo < hi < 1: raise HRDataError(f"cuts must satisfy 0 < low < high < 1, got {tuple(cuts)}; e.g. cuts=(0.15, 0.35)")
@@ -405,14 +405,16 @@ def bucket_table(y,                  # 1 = left, 0 = stayed
     "People, mean predicted risk and observed exit rate per bucket, with buckets under `k` people suppressed."
     y, p = _check_yp(y, p)
     lo, hi = _check_cuts(cuts)
-    stats = (pl.DataFrame({"bucket": buckets(p, cuts), "y": y.astype(np.float64), "p": p})
-             .group_by("bucket").agg(n=pl.len(), predicted_mean=pl.col("p").mean(), observed_rate=pl.col("y").mean()))
+    b = buckets(p, cuts)
+    # numpy, not a polars group_by: its parallel float sums can differ in the last bit between runs
+    rows = [(name, int(m.sum()), float(p[m].mean()), float(y[m].mean())) for name in _BUCKETS if (m := b == name).any()]
+    stats = pl.DataFrame(rows, schema={"bucket": pl.String, "n": pl.UInt32, "predicted_mean": pl.Float64, "observed_rate": pl.Float64}, orient="row")
     ranges = [f"p < {lo:g}", f"{lo:g} <= p < {hi:g}", f"p >= {hi:g}"]
     out = pl.DataFrame({"bucket": list(_BUCKETS), "range": ranges}).join(stats, on="bucket", how="left", maintain_order="left")
     small = pl.col("n").fill_null(0) < k
     return out.with_columns([pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in ("n", "predicted_mean", "observed_rate")])
 
-# %% ../nbs/10_attrition.ipynb #7b85f082
+# %% ../nbs/10_attrition.ipynb #8941dbcf
 _METRICS = ("roc_auc", "pr_auc", "brier", "ece", "calibration_slope", "calibration_intercept", "precision_top10", "lift_top10", "base_rate")
 
 def _check_folds(y, groups, n_splits):
@@ -467,7 +469,7 @@ def cross_validate(make_model,     # unfitted estimator, or a function returning
             "mean": mean, "std": std, "summary": {k: f"{mean[k]:.3f} ± {std[k]:.3f}" for k in _METRICS},
             "oof": oof, "oof_fold": oof_fold, "oof_metrics": metrics(y, oof)}
 
-# %% ../nbs/10_attrition.ipynb #de3087df
+# %% ../nbs/10_attrition.ipynb #81881ee3
 def compare_models(X,              # features (polars DataFrame)
                    y,              # 1 = left, 0 = stayed
                    groups=None,    # e.g. employee_id: a group never spans folds
@@ -497,7 +499,7 @@ def compare_models(X,              # features (polars DataFrame)
     return {"chosen": best, "reason": reason, "cv": cv,
             "summary": {k: cv[k]["summary"] for k in cv}}
 
-# %% ../nbs/10_attrition.ipynb #791f9948
+# %% ../nbs/10_attrition.ipynb #2422e282
 def plot_calibration(y,            # 1 = left, 0 = stayed
                      p,            # predicted probability of leaving
                      ax=None,      # matplotlib Axes to draw on; None: a new figure
