@@ -9,7 +9,7 @@ __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys
            'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity', 'score', 'serve', 'keys_create',
            'keys_list', 'keys_revoke', 'erase', 'monitor']
 
-# %% ../nbs/40_cli.ipynb #e87ddcba
+# %% ../nbs/40_cli.ipynb #e2bd751e
 import sys, functools, time
 from pathlib import Path
 from typing import Optional, List
@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from fastcore.imports import IN_NOTEBOOK
 
-# %% ../nbs/40_cli.ipynb #ddde8a20
+# %% ../nbs/40_cli.ipynb #8907a7e9
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 out_console = Console(soft_wrap=True, highlight=False)
 
@@ -28,7 +28,7 @@ def fail(msg:str,  # one line: what, where, how to fix
     err_console.print(f"error: {' '.join(str(msg).split())}", markup=False)
     raise typer.Exit(code)
 
-# %% ../nbs/40_cli.ipynb #b58d70d9
+# %% ../nbs/40_cli.ipynb #bf957dee
 def friendly(f):
     "Decorator: turn user errors (`HRDataError`, missing files) into one-line messages and exit code 2."
     @functools.wraps(f)
@@ -39,11 +39,11 @@ def friendly(f):
         except FileNotFoundError as e: fail(f"{e.filename or e}: file or folder not found. Check the path.")
     return _inner
 
-# %% ../nbs/40_cli.ipynb #c871bceb
+# %% ../nbs/40_cli.ipynb #9ad8f671
 app = typer.Typer(name="hr-ml", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="hr_ml: explainable machine learning on HR data.")
 
-# %% ../nbs/40_cli.ipynb #27d9d133
+# %% ../nbs/40_cli.ipynb #8817188a
 @app.command()
 @friendly
 def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet files (one per table) or a single file"),
@@ -55,7 +55,7 @@ def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet f
     tables = read_hris(data, mapping)
     out_console.print(summarize(_validate(tables)), markup=False)
 
-# %% ../nbs/40_cli.ipynb #3536ee34
+# %% ../nbs/40_cli.ipynb #efb37bde
 @app.command()
 @friendly
 def synth(employees:int=typer.Option(2000, help="employees in total (leavers included)"),
@@ -77,7 +77,7 @@ def synth(employees:int=typer.Option(2000, help="employees in total (leavers inc
     out_console.print(f"wrote {out}: {rows} rows in {time.perf_counter()-t0:.1f}s; "
                       f"oracle AUC {truth['oracle']['auc']:.3f}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #a1b32df6
+# %% ../nbs/40_cli.ipynb #cd452258
 train_app = typer.Typer(help="Train a model by running its job notebook into a run folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -139,7 +139,7 @@ def train_attrition(data:Optional[Path]=typer.Option(None, "--data", help="HRIS 
         uri = resolve_uri(tracking_uri, root=_store_next_to(out))
         out_console.print(f"MLflow run id: {log_run(run, uri)} ({uri}); promote with: hr-ml promote {run}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #f58aff4e
+# %% ../nbs/40_cli.ipynb #0b1b6b5b
 def _store_next_to(runs:Path, # a runs folder (the --out of hr-ml train)
                   )->Path:
     "The default embedded MLflow store for a runs folder: `mlruns/` beside it."
@@ -150,7 +150,7 @@ def _store_for(run:str)->Path|None:
     p = Path(run)
     return _store_next_to(p.resolve().parent.parent) if p.is_dir() and (p/"manifest.json").exists() else None
 
-# %% ../nbs/40_cli.ipynb #a10d0df4
+# %% ../nbs/40_cli.ipynb #a2adaf4c
 @app.command()
 @friendly
 def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID), its name, or an MLflow run id"),
@@ -165,7 +165,7 @@ def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID)
     out_console.print(f"{r['alias']} of '{r['name']}' is now version {r['version']} ({was}): run {r['run']}, "
                       f"{len(r['gates'])}/{len(r['gates'])} gates passed, sha256 {r['sha256'][:12]}; {uri}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #ec411e12
+# %% ../nbs/40_cli.ipynb #5a3f9acc
 def _gates_cell(gates:list, # gate results of one version
                 every:bool=False, # list every gate, not only the summary and the ones that did not pass
                )->str:
@@ -198,7 +198,7 @@ def models(name:str=typer.Option("attrition", help="registered model name"),
                   _gates_cell(m["gates"], gates), (m["sha256"] or "-")[:12], m["created_utc"][:16].replace("T", " "))
     out_console.print(t)
 
-# %% ../nbs/40_cli.ipynb #135c8eb6
+# %% ../nbs/40_cli.ipynb #2bccdc3e
 report_app = typer.Typer(help="Produce a report by running its job notebook into a run folder.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
@@ -227,7 +227,7 @@ def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRI
                           f"unexplained gap {fmt(m.get('unexplained_gap_pct'))} (95% CI {fmt(ci[0])} to {fmt(ci[1])}); "
                           f"{len(flags)} categories flagged under Art. 10", markup=False)
 
-# %% ../nbs/40_cli.ipynb #3a328406
+# %% ../nbs/40_cli.ipynb #4b0cb713
 def _model_cuts(ref:str)->tuple:
     "The risk-bucket boundaries a run folder's training used (metrics.json), else the defaults."
     import json
@@ -279,7 +279,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
                       f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {_count(counts.get(b, 0), k_anon)}" for b in ("High", "Medium", "Low"))
                       + f"; wrote {out}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #748af32a
+# %% ../nbs/40_cli.ipynb #e491eb4e
 @app.command()
 @friendly
 def serve(model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder"),
@@ -340,7 +340,7 @@ def erase(tenant:str=typer.Option(..., "--tenant", help="tenant id"),
     r = _erase(tenant, employee, state, scores=list(scores or []))
     out_console.print(f"erased employee {employee} of tenant {tenant}: " + ", ".join(f"{k} {v}" for k, v in r.items()), markup=False)
 
-# %% ../nbs/40_cli.ipynb #23a35362
+# %% ../nbs/40_cli.ipynb #72d88abc
 @app.command()
 @friendly
 def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS export (folder or single table); default: a synthetic HRIS"),
@@ -349,21 +349,26 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
             config:Optional[Path]=typer.Option(None, "--config", help="YAML thresholds over the defaults"),
             mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping"),
             param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable)"),
-            tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else ./mlruns"),
+            tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
             out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/monitor/RUN_ID"),
+            fail_on:str=typer.Option("never", "--fail-on", help="exit 1 when the status is at least this: warn, alert or never (for schedulers)"),
             progress:bool=typer.Option(True, help="show progress"),
            ):
     "Monitor a model on new data: feature and score drift, realized performance, fairness; status in monitor.json."
     import json
     from hr_ml.runs import run_job
+    levels = {"ok": 0, "warn": 1, "alert": 2}
+    if fail_on not in ("warn", "alert", "never"): fail(f"--fail-on {fail_on!r}: use warn, alert or never")
     p = job_inputs("monitor_report", param, data, mapping)
     for key, path, what in (("outcomes", outcomes, "outcomes file"), ("config", config, "config file")):
         if path is None: continue
         if not path.exists(): fail(f"{path}: {what} not found. Check --{key}.")
         p[key] = str(path.resolve())
     mp = Path(model)
-    p["model"] = str(mp.resolve()) if mp.exists() else model
-    if tracking_uri: p["tracking_uri"] = tracking_uri
+    if mp.exists(): p["model"] = str(mp.resolve())
+    else:
+        from hr_ml.registry import resolve_uri
+        p["model"], p["tracking_uri"] = model, resolve_uri(tracking_uri, root=_store_next_to(out))
     out_console.print(f"monitoring {model} on {data or 'a synthetic HRIS'} ...", markup=False)
     run = run_job("monitor_report", p, out, kind="monitor", data=data, progress=progress)
     out_console.print(f"run folder: {run}", markup=False)
@@ -372,6 +377,7 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
         m = json.loads(f.read_text())
         reasons = m.get("reasons") or []
         out_console.print(f"status: {m.get('status')}" + (f" — {'; '.join(map(str, reasons[:5]))}" if reasons else ""), markup=False)
+        if fail_on != "never" and levels.get(m.get("status"), 2) >= levels[fail_on]: raise typer.Exit(1)
 
-# %% ../nbs/40_cli.ipynb #86330210
+# %% ../nbs/40_cli.ipynb #bf392c57
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner

@@ -7,14 +7,14 @@ Docs: https://hr-ml.github.io/hr_ml/gates.html.md"""
 # %% auto #0
 __all__ = ['DEFAULT_POLICY', 'load_policy', 'evaluate_gates', 'all_passed', 'failing']
 
-# %% ../nbs/16_gates.ipynb #971382a5
+# %% ../nbs/16_gates.ipynb #49f22b3c
 import copy, math
 from statistics import NormalDist
 from pathlib import Path
 import yaml
 from .schema import HRDataError
 
-# %% ../nbs/16_gates.ipynb #3911c319
+# %% ../nbs/16_gates.ipynb #89334dd6
 DEFAULT_POLICY = {
     "min_auc": 0.65,
     "max_ece": 0.05,
@@ -63,7 +63,7 @@ def load_policy(path:str|Path|dict|None=None, # YAML file (or a dict) overriding
         if not isinstance(user, dict): raise HRDataError(f"{p}: a policy is a mapping of keys (min_auc, max_ece, fairness, ...), got {type(user).__name__}.")
     return _check_policy(_merge(DEFAULT_POLICY, user, src), src)
 
-# %% ../nbs/16_gates.ipynb #354098cc
+# %% ../nbs/16_gates.ipynb #137a31c0
 def _gate(name, value, op, threshold, blocking=True, note=None, **extra):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return {"name": name, "value": None, "op": op, "threshold": threshold, "passed": True, "blocking": blocking,
@@ -81,7 +81,10 @@ def _shown(metric, r, thr, z):
         x, n = r["selection_rate"] * r["n"], r["n"]   # Katz's log risk-ratio SE (+0.5) as a floor for the bootstrap SE
         katz = math.sqrt(max(1 / (x + .5) - 1 / (n + .5), 0) + r["_ref_katz"])
         se = max(r.get("selection_rate_log_ratio_se") or 0, katz)
-        return math.log(max(v, 1e-12)) + z * se < math.log(thr)
+        # the test uses the same +0.5 correction for the point estimate: a group with nobody High has a ratio of 0, but
+        # log(0) would make any such group "significant" however few people it has
+        lr = -abs(math.log((x + .5) / (n + .5)) - math.log((r["_ref_x"] + .5) / (r["_ref_n"] + .5)))
+        return lr + z * se < math.log(thr)
     m = metric.removesuffix("_difference")
     v, se = (r.get("calibration_gap"), r.get("calibration_gap_se")) if metric == "max_abs_calibration_gap" else (r.get(f"{m}_diff"), r.get(f"{m}_diff_se"))
     if v is None or se is None: return False
@@ -95,7 +98,7 @@ def _fair_gate(name, a, metric, kind, thr, evidence, alpha):
     rows = [r for r in a["groups"] if r.get("compared") and (metric == "max_abs_calibration_gap" or not r["reference"])]
     ref = next(r for r in a["groups"] if r.get("reference"))
     xr = ref["selection_rate"] * ref["n"]
-    rows = [{**r, "_ref_katz": max(1 / (xr + .5) - 1 / (ref["n"] + .5), 0)} for r in rows]
+    rows = [{**r, "_ref_katz": max(1 / (xr + .5) - 1 / (ref["n"] + .5), 0), "_ref_x": xr, "_ref_n": ref["n"]} for r in rows]
     z = NormalDist().inv_cdf(1 - alpha / (2 * max(1, len(rows))))
     shown = [r["group"] for r in rows if _shown(metric, r, thr, z)]
     g = _gate(name, v, op, thr, group=s.get(f"{metric}_group"), reference=s.get("reference"), ci=s.get(f"{metric}_ci"))

@@ -1,0 +1,166 @@
+"""Monitoring (hr_ml.monitor and the monitor_report job): a sample of the reference distribution is not flagged,
+planted shifts are flagged on the right features, realized performance respects right-censoring and k,
+the job runs end to end, and bad input fails in one line."""
+import datetime as dt, json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hr_ml import features as F
+from hr_ml import monitor as M
+from hr_ml.attrition import AttritionModel
+from hr_ml.schema import HRDataError
+from hr_ml.synth import generate
+
+T0 = dt.date(2024, 12, 31)          # the training export's date
+END = dt.date(2025, 12, 31)         # the monitoring export's date (the synthetic HRIS ends here)
+PAY = {"months_since_raise", "last_raise_pct", "compa_ratio"}
+UNRELATED = {"tenure_years", "overtime_ratio", "manager_changes_12m", "last_rating", "rating_trend", "sick_days_90d",
+             "sick_days_365d", "sick_days_trend", "vacation_ratio", "part_time", "weekly_hours", "job_level", "job_family",
+             "department", "location"}
+
+
+def quick_model(tables, as_of):
+    old = F.truncate_to(tables, as_of)
+    tr = F.build_training_set(old, F.quarterly_dates(old, 12, 8), 12)
+    return AttritionModel(n_estimators=30, max_depth=3, early_stopping_rounds=None, n_jobs=1, random_state=0).fit(
+        tr.select(F.FEATURES), tr["label"].to_numpy(), groups=F.groups(tr))
+
+
+@pytest.fixture(scope="module")
+def world():
+    tables, _ = generate(3000, 30, seed=11)
+    model = quick_model(tables, T0)
+    cur = F.build_features(tables, END)
+    half = np.random.default_rng(5).permutation(cur.height) < cur.height // 2     # two samples of one population
+    A = cur.filter(pl.Series(half))
+    prof = M.reference_profile(A.select(F.FEATURES), model.predict_risk(A.select(F.FEATURES)), model.feature_names_, as_of=END)
+    return tables, model, prof, half
+
+
+def other_half(tables, model, half):
+    X = F.build_features(tables, END).filter(pl.Series(~half)).select(F.FEATURES)
+    return X, model.predict_risk(X)
+
+
+def status(drift):
+    return dict(zip(drift["feature"], drift["status"]))
+
+
+# ---------------------------------------------------------------- (1) no shift: nothing flagged
+def test_fresh_sample_not_flagged(world):
+    tables, model, prof, half = world
+    d = M.feature_drift(prof, *other_half(tables, model, half))
+    assert set(d["status"]) == {"ok"}, d.filter(pl.col("status") != "ok")
+    assert d["psi"].max() < M.DEFAULT_THRESHOLDS["drift"]["psi_warn"]
+    s = M.monitor_status(d)
+    assert s["status"] == "ok" and s["checks"]["drift"] == "ok", s
+
+
+# ---------------------------------------------------------------- (2) pay freeze: the pay features
+def test_pay_freeze_flags_pay_features_only(world):
+    tables, model, prof, half = world
+    d = M.feature_drift(prof, *other_half(M.plant_shift(tables, "pay_freeze"), model, half))
+    st = status(d)
+    assert st["months_since_raise"] == "drift", d.filter(pl.col("feature") == "months_since_raise")
+    flagged = {f for f, s in st.items() if s != "ok"}
+    assert flagged & PAY
+    assert not flagged & UNRELATED, d.filter(pl.col("feature").is_in(sorted(flagged & UNRELATED)))
+    s = M.monitor_status(d)
+    assert s["status"] in ("warn", "alert") and any("months_since_raise" in r for r in s["reasons"]), s
+
+
+# ---------------------------------------------------------------- (3) new department: named
+def test_new_department_named(world):
+    tables, model, prof, half = world
+    d = M.feature_drift(prof, *other_half(M.plant_shift(tables, "new_department", name="ai_lab", share=0.2), model, half))
+    row = d.filter(pl.col("feature") == "department").row(0, named=True)
+    assert row["status"] == "drift" and row["new_categories"][0].startswith("ai_lab (") and row["new_share"] > 0.1, row
+    assert "ai_lab" in row["note"]
+    assert {f for f, s in status(d).items() if s != "ok"} & {"location", "job_family", "tenure_years", "compa_ratio"} == set()
+    assert any("ai_lab" in r for r in M.monitor_status(d)["reasons"])
+
+
+# ---------------------------------------------------------------- (4) realized performance
+def test_realized_performance_right_censored(world):
+    tables, model, _, _ = world
+    perf = M.realized_performance(model, tables, since=dt.date(2024, 6, 30))
+    assert perf["available"] and perf["window_months"] == 12 and not perf["converted"]
+    assert perf["months"] == [str(m) for m in M.month_ends(dt.date(2024, 6, 30), dt.date(2024, 12, 31))]   # m + 12 months <= data end
+    by = perf["by_month"]
+    assert by["month"].to_list() == perf["months"] + ["all"]
+    assert not by["suppressed"].any() and (by["roc_auc"] > 0.55).all(), by
+    assert by["n_exits"].sum() > 0 and by.filter(pl.col("month") == "all")["n"].item() == by["n"][:-1].sum()
+    none = M.realized_performance(model, tables, since=T0)             # nothing has a closed 12-month window yet
+    assert not none["available"] and "2026-01-31" in none["note"]
+
+
+def test_realized_performance_outcomes_file_and_suppression(world, tmp_path):
+    tables, model, _, _ = world
+    exits = M.outcomes_from_tables(tables).with_columns(termination_type=pl.when("voluntary").then(pl.lit("voluntary")).otherwise(pl.lit("involuntary"))).drop("voluntary")
+    exits.with_columns(pl.col("exit_date").cast(pl.String)).write_csv(tmp_path / "exits.csv")
+    a = M.realized_performance(model, tables, since=T0, window_months=6)
+    b = M.realized_performance(model, tables, outcomes=tmp_path / "exits.csv", since=T0, window_months=6)
+    assert a["available"] and a["converted"] and a["months"][-1] == "2025-06-30"
+    assert a["by_month"].equals(b["by_month"])
+    lab = a["labeled"]
+    smallest = lab.group_by("tenant_id").len().sort("len")["tenant_id"][0]
+    small = M.performance_by_month(lab.filter(pl.col("tenant_id") == smallest), 12, 6, k=5)
+    assert small["suppressed"].all() and small["roc_auc"].null_count() == small.height
+    assert small["n_exits"].null_count() == small.height           # fewer than k exits: not even the count is shown
+
+
+# ---------------------------------------------------------------- (5) the job end to end
+def test_job_end_to_end(world, tmp_path):
+    from hr_ml.io import write_hris
+    from hr_ml.runs import run_job
+    tables, model, _, _ = world
+    small, _ = generate(1200, 8, seed=3)
+    cur = F.build_features(F.truncate_to(small, T0), T0).select(F.FEATURES)
+    run = tmp_path / "train_run"
+    model.save(run)
+    M.save_profile(M.reference_profile(cur, model.predict_risk(cur), model.feature_names_, as_of=T0,
+                                       meta={"horizon_months": 12, "cuts": [0.15, 0.35], "expected": {"roc_auc": 0.7}}),
+                   run / "reference_profile.json")
+    write_hris(M.plant_shift(small, "pay_freeze"), tmp_path / "hris")
+    out = run_job("monitor_report", {"model": str(run), "data": str(tmp_path / "hris"), "window_months": 6, "n_boot": 10},
+                  tmp_path / "runs", kind="monitor", data=tmp_path / "hris", progress=False)
+    assert out.parent.name == "monitor"
+    doc = json.loads((out / "monitor.json").read_text())
+    assert doc["status"] in ("warn", "alert") and doc["reasons"]
+    assert {r["feature"]: r["status"] for r in doc["drift"]}["months_since_raise"] == "drift"
+    assert doc["performance"]["available"] and doc["thresholds"]["drift"]["psi_drift"] == 0.25
+    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "report.html", "manifest.json", "params.yaml"):
+        assert (out / f).exists(), f
+    assert pl.read_parquet(out / "drift.parquet").height == len(F.FEATURES) + 1
+    assert json.loads((out / "manifest.json").read_text())["monitor_status"] == doc["status"]
+    text = (out / "monitor.json").read_text()
+    assert "-E0" not in text                                          # no employee ids in the report
+
+
+# ---------------------------------------------------------------- (6) bad input: one line
+def one_line(e):
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 400, msg
+    return msg
+
+
+def test_bad_inputs_one_line(world, tmp_path):
+    tables, model, prof, half = world
+    X, risk = other_half(tables, model, half)
+    with pytest.raises(HRDataError) as e: M.feature_drift(prof, X.drop("compa_ratio", "location"), risk)
+    assert "compa_ratio, location" in one_line(e)
+    run = tmp_path / "run"
+    model.save(run)
+    M.save_profile({**prof, "features": {f: v for f, v in prof["features"].items() if f != "tenure_years"}}, run / "reference_profile.json")
+    with pytest.raises(HRDataError) as e: M.load_reference(run)
+    assert "tenure_years" in one_line(e) and "disagree" in str(e.value)
+    (tmp_path / "exits.csv").write_text("tenant_id,employee_id,left_on\nT00001,T00001-E000001,2025-01-31\n")
+    with pytest.raises(HRDataError) as e: M.realized_performance(model, tables, outcomes=tmp_path / "exits.csv")
+    assert "exit_date" in one_line(e) and "voluntary" in str(e.value)
+    with pytest.raises(HRDataError) as e: M.load_thresholds({"drift": {"psi_warn": "high"}})
+    one_line(e)
+    with pytest.raises(HRDataError) as e: M.load_reference(tmp_path / "nope")
+    assert "run folder not found" in one_line(e)
