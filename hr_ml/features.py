@@ -9,13 +9,13 @@ __all__ = ['KEYS', 'FEATURES', 'CATEGORICAL', 'PROTECTED_PREFIX', 'PROTECTED', '
            'build_features', 'truncate_to', 'quarterly_dates', 'build_training_set', 'time_split', 'groups',
            'group_kfold']
 
-# %% ../nbs/03_features.ipynb #eb87dcfb
+# %% ../nbs/03_features.ipynb #70d3b3aa
 from datetime import date, timedelta
 import numpy as np
 import polars as pl
 from .schema import HRDataError
 
-# %% ../nbs/03_features.ipynb #299777f1
+# %% ../nbs/03_features.ipynb #cb40b4d1
 KEYS = ["tenant_id", "employee_id"]
 FEATURES = ["tenure_years", "months_since_raise", "last_raise_pct", "compa_ratio", "overtime_ratio",
             "manager_changes_12m", "last_rating", "rating_trend", "sick_days_90d", "sick_days_365d",
@@ -47,7 +47,7 @@ FEATURE_TEXT = {
     "location":            "Location {}",
 }
 
-# %% ../nbs/03_features.ipynb #17c2d091
+# %% ../nbs/03_features.ipynb #3ed24033
 _OPTIONAL = dict(
     compensation=dict(effective_date=pl.Date, base_salary=pl.Float64),
     absences=dict(start_date=pl.Date, end_date=pl.Date, type=pl.String),
@@ -67,46 +67,27 @@ def _need(tables:dict, name:str, cols:list):
     if missing:
         raise HRDataError(f"table {name} is missing column(s) {', '.join(missing)}; add them or map them in the mapping file")
 
-def _lazy(tables:dict, name:str):
-    "The optional table as a LazyFrame, or None when it is absent."
+def _table(tables:dict, name:str, *cols):
+    "Keys and columns `cols` of the optional table `name` (after checking its columns), or None when it is absent."
     if name not in tables: return None
     _need(tables, name, KEYS + list(_OPTIONAL[name]))
-    return tables[name].lazy()
-
-def _keyed(lf, ids):
-    "Rows of `lf` (filter it first: this is the costly step) with the employee's row number `_k` instead of the string keys."
-    if isinstance(ids, pl.LazyFrame): return lf.join(ids, on=KEYS, how="inner").drop(KEYS)
-    enum, tenants = ids   # employee ids unique across tenants: look the row number up as an Enum code, then check the tenant
-    return (lf.with_columns(_k=pl.col("employee_id").cast(enum, strict=False).to_physical())
-              .filter(pl.col("_k").is_not_null()).filter(pl.col("tenant_id") == pl.lit(tenants).gather(pl.col("_k")))
-              .drop(KEYS))
-
-def _employees(tables:dict):
-    "Employees with an integer key `_k` (their row number), and what `_keyed` needs to find `_k` from (tenant_id, employee_id)."
-    _need(tables, "employees", _EMPLOYEE_COLS)
-    emp, ids = tables["employees"], tables["employees"]["employee_id"]
-    if ids.null_count() == 0 and ids.is_unique().all():   # the usual case; ~3x cheaper than a join on strings
-        return emp.lazy().with_row_index("_k"), (pl.Enum(ids), emp["tenant_id"])
-    emp = emp.lazy().with_row_index("_k")
-    return emp, emp.select(*KEYS, "_k")
-
-def _sorted(lf, on:str):
-    "Rows sorted by employee (`_k`), then by the date column `on`."
-    return lf.sort("_k", on, maintain_order=True)
-
-def _last_rows(lf):
-    "The last row of each employee in a frame sorted by `_sorted`."
-    return lf.filter(pl.col("_k").ne_missing(pl.col("_k").shift(-1)))
-
-def _before(col:str):
-    "`col` in the previous row of the same employee (frame sorted by `_sorted`), null for their first row."
-    return pl.when(pl.col("_k") == pl.col("_k").shift(1)).then(pl.col(col).shift(1))
+    return tables[name].select(*KEYS, *cols)
 
 def _shift(d:date, months:int)->date:
     "`d` plus `months` calendar months (polars `offset_by`: 2024-02-29 + 12mo = 2025-02-28)."
     return pl.Series([d], dtype=pl.Date).dt.offset_by(f"{months}mo").item()
 
-# %% ../nbs/03_features.ipynb #5073f2de
+def _days1970(t:date)->int:
+    "`t` as days since 1970-01-01, the way polars stores dates."
+    return (t - date(1970, 1, 1)).days
+
+def _quarter_start(t:date)->date:
+    "First day of the last complete calendar quarter ending on or before `t`."
+    qs = date(t.year, 3 * ((t.month - 1) // 3) + 1, 1)
+    if _shift(qs, 3) - timedelta(days=1) == t: return qs
+    return _shift(qs, -3)
+
+# %% ../nbs/03_features.ipynb #f7de68d0
 def data_range(tables:dict, # HR tables keyed by name (`employees` required)
               )->tuple:
     "First hire date and last date seen in any table: the span a snapshot date must fall in."
@@ -122,87 +103,172 @@ def _check_as_of(as_of:date, first:date, end:date):
     if as_of > end: raise HRDataError(f"as_of {as_of} is after the last date in the data ({end}); {pick}")
     if as_of < first: raise HRDataError(f"as_of {as_of} is before the earliest hire date in the data ({first}); {pick}")
 
-# %% ../nbs/03_features.ipynb #5dcc2c3d
-def _last_change(jc, t:date, kind:str, col:str, name:str):
-    "Per employee (`_k`), `col` of the latest `kind` change on or before `t`."
-    ok = (pl.col("effective_date") <= t) & (pl.col("change_type") == kind) & pl.col(col).is_not_null()
-    return _last_rows(_sorted(jc.filter(ok), "effective_date")).select("_k", pl.col(col).alias(name))
+# %% ../nbs/03_features.ipynb #b6f62ac6
+class _Index:
+    "Finds each row's employee, i.e. the row number `_k` in the employees table, from (tenant_id, employee_id)."
+    def __init__(self, emp:pl.DataFrame, bits:int=None):
+        self.emp = emp.rechunk()                                        # one chunk: gathers and filters are cheaper
+        self.n, self.keys = emp.height, self.emp.select(KEYS)
+        self.bits = bits or max(8, int(np.ceil(np.log2(max(self.n, 1)))) + 2)   # 4 slots per employee: most sit alone in theirs
+        for by in [pl.col("employee_id"), pl.struct(KEYS)]:            # the id alone when it tells employees apart (cheaper)
+            self.by = by
+            if self._build(self.keys.select(by.hash()).to_series().to_numpy()): break
 
-def _state_at(emp, jc, t:date):
-    "Employees (LazyFrame with `_k`) with job_level, department and manager_id rolled back to `t` using `job_changes`."
-    if jc is None: return emp
-    promos = (jc.filter((pl.col("effective_date") > t) & (pl.col("change_type") == "promotion"))
-                .group_by("_k").agg(_promos=pl.len()))
-    out = (emp.join(promos, on="_k", how="left")
-              .join(_last_change(jc, t, "transfer", "new_department", "_dept"), on="_k", how="left")
-              .with_columns(job_level=(pl.col("job_level") - pl.col("_promos").fill_null(0)).cast(pl.Int32),
-                            department=pl.coalesce("_dept", "department"))
-              .drop("_promos", "_dept"))
-    if "manager_id" in emp.collect_schema().names():
-        out = (out.join(_last_change(jc, t, "manager_change", "new_manager_id", "_mgr"), on="_k", how="left")
-                  .with_columns(manager_id=pl.coalesce("_mgr", "manager_id")).drop("_mgr"))
+    def _build(self, h:np.ndarray)->bool:
+        "Hash table over the employees' key hashes `h`; False if two employees share a hash."
+        self.shift, self.h = np.uint64(64 - self.bits), h
+        slot = (h >> self.shift).astype(np.intp)
+        alone = np.bincount(slot, minlength=1 << self.bits)[slot] == 1
+        self.tab = np.full(1 << self.bits, -1, np.int32)
+        self.tab[slot[alone]] = np.flatnonzero(alone)
+        rest = np.flatnonzero(~alone)                                   # the others: binary search by hash
+        o = np.argsort(h[rest], kind="stable")
+        self.rest_h, self.rest_k = h[rest][o], rest[o]
+        self.fast = not (self.rest_h[1:] == self.rest_h[:-1]).any()     # else a key repeats (or two share a hash): join instead
+        return self.fast
+
+    def lookup(self, keys:pl.DataFrame)->np.ndarray:
+        "Row number in employees of each (tenant_id, employee_id) in `keys`; -1 where there is none."
+        q = keys.select(self.by.hash()).to_series().to_numpy()
+        g = self.tab[(q >> self.shift).astype(np.intp)]
+        g = np.where((g >= 0) & (self.h[np.maximum(g, 0)] == q), g, -1)
+        miss = np.flatnonzero(g < 0)
+        if len(miss) and len(self.rest_h):
+            p = np.minimum(np.searchsorted(self.rest_h, q[miss]), len(self.rest_h) - 1)
+            hit = self.rest_h[p] == q[miss]
+            g[miss[hit]] = self.rest_k[p[hit]]
+        at = pl.Series(np.maximum(g, 0), dtype=pl.Int64)                # the hash proposes, the strings decide
+        same = pl.all_horizontal([pl.col(c) == self.keys[c].gather(at) for c in KEYS]).fill_null(False)
+        return np.where(keys.select(same).to_series().to_numpy() & (g >= 0), g, -1)
+
+def _index(tables:dict)->_Index:
+    "The employee finder of `tables` (after checking the employees table)."
+    _need(tables, "employees", _EMPLOYEE_COLS)
+    return _Index(tables["employees"])
+
+def _rows(ix:_Index, df:pl.DataFrame, on:str=None)->pl.DataFrame:
+    "Rows of `df` with their employee's row number `_k` in place of the keys, grouped by `_k` (then in `on` order); unknown employees dropped."
+    cols = [c for c in df.columns if c not in KEYS]
+    if [df.schema[c] for c in KEYS] != [ix.keys.schema[c] for c in KEYS]:   # e.g. categorical ids: compare as employees stores them
+        df = df.with_columns(pl.col(c).cast(ix.keys.schema[c], strict=False) for c in KEYS)
+    by = ["_k"] + ([on] if on else [])
+    if not ix.fast:
+        return (df.join(ix.keys.with_row_index("_k"), on=KEYS, how="inner", maintain_order="left")
+                  .select("_k", *cols).sort(by, maintain_order=True).rechunk())
+    new = df.select(pl.any_horizontal([(pl.col(c) != pl.col(c).shift(1)).fill_null(True) for c in KEYS])).to_series()
+    starts = np.flatnonzero(new.to_numpy())                             # runs of rows of one employee: one lookup per run
+    kh = ix.lookup(df.select(KEYS).filter(new))                         # (a filter is cheaper than a gather on many chunks)
+    k = np.repeat(kh, np.diff(starts, append=df.height))
+    keep = k >= 0
+    if not keep.all(): df, k = df.filter(pl.Series(keep)), k[keep]
+    out = df.select(pl.Series("_k", k), *cols).rechunk()                # one chunk: later gathers are cheaper
+    kh = kh[kh >= 0]
+    if not ((np.diff(kh) > 0).all() or np.bincount(kh, minlength=ix.n).max() <= 1):   # an employee in several runs
+        return out.sort(by, maintain_order=True)
+    if on and len(k) > 1:
+        d = out[on].to_physical().to_numpy()
+        if not ((d[1:] >= d[:-1]) | (k[1:] != k[:-1])).all(): return out.sort(by, maintain_order=True)
+    return out                                                          # the usual export: already grouped and in date order
+
+def _before(col:str):
+    "`col` in the previous row of the same employee (rows grouped by `_k`), null for their first row."
+    return pl.when(pl.col("_k") == pl.col("_k").shift(1)).then(pl.col(col).shift(1))
+
+def _sum(n:int, k:np.ndarray, v:np.ndarray)->np.ndarray:
+    "Per employee, the sum of `v` (one value or a row of values per row) over their rows, `k` grouped by employee."
+    out = np.zeros((n,) + v.shape[1:], np.result_type(v.dtype, np.int64))
+    if len(k):
+        runs = np.flatnonzero(np.append(True, k[1:] != k[:-1]))
+        out[k[runs]] = np.add.reduceat(v, runs, axis=0, dtype=out.dtype)
     return out
 
-# %% ../nbs/03_features.ipynb #ebb4d519
+def _last(n:int, k:np.ndarray, mask:np.ndarray=None)->np.ndarray:
+    "Per employee, the position of their last row (among those where `mask`) in rows grouped by employee `k`; -1 if none."
+    idx = np.flatnonzero(mask) if mask is not None else np.arange(len(k))
+    kk = k[idx]
+    last = idx[np.append(kk[1:] != kk[:-1], True)] if len(kk) else idx
+    pos = np.full(n, -1, np.int64)
+    pos[k[last]] = last
+    return pos
+
+def _day(rows:pl.DataFrame, col:str)->np.ndarray:
+    "Date column `col` as days since 1970."
+    return rows[col].to_physical().to_numpy()
+
+def _take(rows:pl.DataFrame, at:np.ndarray, *exprs, **named)->pl.DataFrame:
+    "`exprs` evaluated on `rows`, at positions `at` (null where -1)."
+    idx = pl.Series(at, dtype=pl.Int64)
+    if (at < 0).any(): idx = idx.set(pl.Series(at < 0), None)
+    return rows.select(*exprs, **named).select(pl.all().gather(idx))
+
+def _prepare(tables:dict, dates:list)->dict:
+    "Each table's rows that snapshots at `dates` can use, keyed by `_k` and grouped by employee in date order, once for all dates."
+    ix, D = _index(tables), pl.col
+    lo, hi = min(dates), max(dates)
+    P = dict(ix=ix)
+    c = _table(tables, "compensation", "effective_date", "base_salary")
+    if c is not None:
+        c = _rows(ix, c.filter(D("effective_date") <= hi), on="effective_date").with_columns(_prev=_before("base_salary"))
+        P["comp"] = c.with_columns(_raise=D("base_salary") > D("_prev"))
+    a = _table(tables, "absences", "start_date", "end_date", "type")
+    if a is not None:
+        a = (a.filter((D("start_date") <= hi) & (D("end_date") > lo - timedelta(days=365)))   # dates first: cheaper than strings
+              .filter((D("type") == "sick") | (D("type") == "vacation")))
+        P["abs"] = _rows(ix, a.select(*KEYS, D("start_date", "end_date").cast(pl.Int32), sick=D("type") == "sick"))
+    r = _table(tables, "reviews", "review_date", "rating")
+    if r is not None:
+        P["rev"] = _rows(ix, r.filter(D("review_date") <= hi), on="review_date").with_columns(_prev_rating=_before("rating"))
+    j = _table(tables, "job_changes", "effective_date", "change_type", "new_department", "new_manager_id")
+    if j is not None:
+        P["jc"] = j = _rows(ix, j.filter(D("effective_date").is_not_null()), on="effective_date")
+        kind = D("change_type")
+        P["jc_kind"] = j.select(pl.when(kind == "promotion").then(1).when(kind == "transfer").then(2)
+                                  .when(kind == "manager_change").then(3).otherwise(0)).to_series().to_numpy()
+        P["jc_has"] = {c: j[c].is_not_null().to_numpy() for c in ["new_department", "new_manager_id"]}
+    ts = _table(tables, "timesheets", "period_start", "hours_worked")
+    if ts is not None:
+        P["ts"] = _rows(ix, ts.filter(D("period_start").is_in(sorted({_quarter_start(t) for t in dates}))))
+    return P
+
+# %% ../nbs/03_features.ipynb #a536543f
+def _state(P:dict, t:date, manager:bool=True)->pl.DataFrame:
+    "Every employee (in the employees table's order) with job_level, department (and manager_id) rolled back to `t`."
+    ix = P["ix"]; emp = ix.emp
+    if "jc" not in P: return emp
+    jc, n, t0 = P["jc"], ix.n, _days1970(t)
+    k, kind, d = jc["_k"].to_numpy(), P["jc_kind"], _day(jc, "effective_date")
+    promos = pl.Series(np.bincount(k[(kind == 1) & (d > t0)], minlength=n))
+    last = lambda code, col: _take(jc, _last(n, k, (kind == code) & (d <= t0) & P["jc_has"][col]), col).to_series()
+    out = emp.with_columns(job_level=(pl.col("job_level") - promos).cast(pl.Int32),
+                           department=pl.coalesce(last(2, "new_department"), "department"))
+    if manager and "manager_id" in emp.columns:
+        out = out.with_columns(manager_id=pl.coalesce(last(3, "new_manager_id"), "manager_id"))
+    return out
+
+# %% ../nbs/03_features.ipynb #831d9806
 def _days(a, b):
     "Whole days from date expression `b` to `a`."
     return (a - b).dt.total_days()
 
-def _overlap(t:date, window:int):
-    "Calendar days of an absence (start..end inclusive) inside the window (t - window days, t]."
-    day = lambda c: pl.col(c).cast(pl.Int32)   # days since 1970: integer arithmetic is cheapest
-    t0 = (t - date(1970, 1, 1)).days
-    return (day("end_date").clip(upper_bound=t0) - day("start_date").clip(lower_bound=t0 - window + 1) + 1).clip(lower_bound=0)
+def _overlap(start:np.ndarray, stop:np.ndarray, t:date, window:int)->np.ndarray:
+    "Calendar days of absences (`start`..`stop` inclusive, days since 1970) inside the window (t - window days, t]."
+    t0 = _days1970(t)
+    return np.clip(np.minimum(stop, t0) - np.maximum(start, t0 - window + 1) + 1, 0, None)
 
-def _pay(comp, t:date, ids):
-    "Base salary at `t` and the latest raise on or before `t` (date and percent)."
-    c = _sorted(_keyed(comp.filter(pl.col("effective_date") <= t), ids), "effective_date").with_columns(_prev=_before("base_salary"))
-    cur = _last_rows(c).select("_k", _base="base_salary")
-    raises = _last_rows(c.filter(pl.col("base_salary") > pl.col("_prev"))).select(
-        "_k", _raise_date="effective_date", last_raise_pct=100 * (pl.col("base_salary") / pl.col("_prev") - 1))
-    return cur.join(raises, on="_k", how="left")
+def _team_exits(t:date):
+    "Voluntary exits in the employee's tenant x department (at `t`) in (t - 182 days, t], counted over all employees' states."
+    term, keys = pl.col("termination_date"), [pl.col("tenant_id"), pl.col("department")]
+    left = (pl.col("termination_type") == "voluntary") & (term <= t) & (term > t - timedelta(days=182))
+    return pl.when(pl.all_horizontal(c.is_not_null() for c in keys)).then(left.sum().over(keys).cast(pl.Int32))
 
-def _absence(ab, t:date, ids):
-    "Sick days in the last 90 and 365 days and vacation days in the last 365 days, per employee."
-    a = (_keyed(ab.filter((pl.col("start_date") <= t) & (pl.col("end_date") > t - timedelta(days=365))
-                          & ((pl.col("type") == "sick") | (pl.col("type") == "vacation"))), ids)
-           .select("_k", sick=pl.col("type") == "sick", d90=_overlap(t, 90), d365=_overlap(t, 365)))
-    sick = pl.col("sick")
-    return a.group_by("_k").agg(sick_days_90d=(pl.col("d90") * sick).sum().cast(pl.Int32),
-                                sick_days_365d=(pl.col("d365") * sick).sum().cast(pl.Int32),
-                                _vac=(pl.col("d365") * ~sick).sum())
-
-def _ratings(rev, t:date, ids):
-    "Latest rating on or before `t` and the one before it."
-    r = _sorted(_keyed(rev.filter(pl.col("review_date") <= t), ids), "review_date").with_columns(_prev_rating=_before("rating"))
-    return _last_rows(r).select("_k", last_rating=pl.col("rating").cast(pl.Int32), _prev_rating=pl.col("_prev_rating").cast(pl.Int32))
-
-def _quarter_start(t:date)->date:
-    "First day of the last complete calendar quarter ending on or before `t`."
-    qs = date(t.year, 3 * ((t.month - 1) // 3) + 1, 1)
-    if _shift(qs, 3) - timedelta(days=1) == t: return qs
-    return _shift(qs, -3)
-
-def _hours(ts, t:date, ids):
-    "Worked hours in the last complete quarter ending on or before `t`."
-    return _keyed(ts.filter(pl.col("period_start") == _quarter_start(t)), ids).group_by("_k").agg(_hours=pl.col("hours_worked").sum())
-
-def _manager_changes(jc, t:date):
-    "Manager changes in (t - 365 days, t]."
-    return (jc.filter((pl.col("change_type") == "manager_change") & (pl.col("effective_date") <= t)
-                      & (pl.col("effective_date") > t - timedelta(days=365)))
-              .group_by("_k").agg(manager_changes_12m=pl.len().cast(pl.Int32)))
-
-def _team_exits(state, t:date):
-    "Voluntary exits per tenant x department in (t - 182 days, t]."
-    term = pl.col("termination_date")
-    return (state.filter((pl.col("termination_type") == "voluntary") & (term <= t) & (term > t - timedelta(days=182)))
-                 .group_by("tenant_id", "department").agg(team_exits_6m=pl.len().cast(pl.Int32)))
+def _codes(s:pl.Series)->pl.Series:
+    "Integer codes of a string column, one per distinct value (nulls stay null): grouping by them is cheaper than by strings."
+    return s.cast(pl.Enum(s.drop_nulls().unique())).to_physical() if s.dtype == pl.String else s
 
 def _compa():
     "Hourly base over the median of peers at `t`: tenant x family x level, else tenant x level, else family x level."
     h = pl.col("_hourly")
-    tiers = [["tenant_id", "job_family", "job_level"], ["tenant_id", "job_level"], ["job_family", "job_level"]]
+    tiers = [["_tenant", "_family", "job_level"], ["_tenant", "job_level"], ["_family", "job_level"]]
     med = pl.when(h.count().over(tiers[0]) >= 3).then(h.median().over(tiers[0]))
     med = med.when(h.count().over(tiers[1]) >= 3).then(h.median().over(tiers[1]))
     return h / med.otherwise(h.median().over(tiers[2]))
@@ -219,48 +285,60 @@ def _protected(cols:list, t:date)->list:
         out += [age.alias(PROTECTED_PREFIX + "age"), band.alias(PROTECTED_PREFIX + "age_band")]
     return out
 
-# %% ../nbs/03_features.ipynb #b451ce80
-def build_features(tables:dict,           # HR tables keyed by name: employees (required), compensation, absences, reviews, job_changes, timesheets
-                   as_of:date,            # snapshot date t: features use facts dated on or before it
-                   horizon_months:int=12, # label window (as_of, as_of + horizon_months]
-                   end_date:date=None,    # last date the data covers; default: the latest date in any table
-                   lazy:bool=False,       # return the polars query (LazyFrame) instead of running it
-                  )->pl.DataFrame:
-    "One row per employee employed on `as_of` (in the employees table's order): keys, `FEATURES`, `prot_` columns, `label`, `label_complete`."
-    first, end = data_range(tables)
-    end = end_date or end
-    _check_as_of(as_of, first, end)
-    t, L = as_of, pl.lit(as_of, dtype=pl.Date)
-    emp, ids = _employees(tables)
-    comp, ab, rev, jc, ts = (_lazy(tables, n) for n in ["compensation", "absences", "reviews", "job_changes", "timesheets"])
-    if jc is not None: jc = _keyed(jc, ids)   # small, and used three times
-    cols = emp.collect_schema().names()
-    state = _state_at(emp, jc, t)
-    term = pl.col("termination_date")
-    df = state.filter((pl.col("hire_date") <= t) & (term.is_null() | (term > t)))
-    null = lambda dtype, *names: [pl.lit(None, dtype=dtype).alias(n) for n in names]
-
-    if comp is None: df = df.with_columns(null(pl.Float64, "_base", "last_raise_pct") + null(pl.Date, "_raise_date"))
-    else: df = df.join(_pay(comp, t, ids), on="_k", how="left")
-    if ab is None: df = df.with_columns(null(pl.Int32, "sick_days_90d", "sick_days_365d") + null(pl.Int64, "_vac"))
-    else: df = (df.join(_absence(ab, t, ids), on="_k", how="left")
-                  .with_columns(pl.col("sick_days_90d", "sick_days_365d", "_vac").fill_null(0)))
-    if rev is None: df = df.with_columns(null(pl.Int32, "last_rating", "_prev_rating"))
-    else: df = df.join(_ratings(rev, t, ids), on="_k", how="left")
-    if jc is None: df = df.with_columns(null(pl.Int32, "manager_changes_12m"))
-    else: df = df.join(_manager_changes(jc, t), on="_k", how="left").with_columns(pl.col("manager_changes_12m").fill_null(0))
-    if ts is None: df = df.with_columns(null(pl.Float64, "_hours"))
-    else: df = df.join(_hours(ts, t, ids), on="_k", how="left")
-    df = (df.join(_team_exits(state, t), on=["tenant_id", "department"], how="left")
-            .with_columns(_hourly=pl.col("_base") / (pl.col("weekly_hours") * 52)))
+# %% ../nbs/03_features.ipynb #e42f9a25
+def _snapshot(P:dict, t:date, horizon_months:int, end:date)->pl.DataFrame:
+    "The features of every employee employed on `t` (see `build_features`), from the tables `_prepare` made."
+    n, t0 = P["ix"].n, _days1970(t)
+    state = _state(P, t, manager=False)
+    term, L = pl.col("termination_date"), pl.lit(t, dtype=pl.Date)
+    employed = state.select((pl.col("hire_date") <= t) & (term.is_null() | (term > t))).to_series().fill_null(False)
+    ek = np.flatnonzero(employed.to_numpy())                            # row numbers of the employed: where to read per-employee arrays
+    need = [c for c in state.columns if c in _EMPLOYEE_COLS or c in PROTECTED]
+    df = state.select(*need, team_exits_6m=_team_exits(t)).filter(employed)
+    null = lambda dtype, *names: [pl.lit(None, dtype=dtype).alias(nm) for nm in names]
+    if "comp" not in P: df = df.with_columns(null(pl.Float64, "_base", "last_raise_pct") + null(pl.Date, "_raise_date"))
+    else:
+        c = P["comp"]
+        k, now = c["_k"].to_numpy(), _day(c, "effective_date") <= t0
+        df = pl.concat([df, _take(c, _last(n, k, now)[ek], _base="base_salary"),
+                        _take(c, _last(n, k, now & c["_raise"].fill_null(False).to_numpy())[ek], _raise_date="effective_date",
+                              last_raise_pct=100 * (pl.col("base_salary") / pl.col("_prev") - 1))], how="horizontal")
+    if "abs" not in P: df = df.with_columns(null(pl.Int32, "sick_days_90d", "sick_days_365d") + null(pl.Int64, "_vac"))
+    else:
+        k, start, stop, sick = (P["abs"][c].to_numpy() for c in ["_k", "start_date", "end_date", "sick"])
+        d90, d365 = _overlap(start, stop, t, 90), _overlap(start, stop, t, 365)
+        days = _sum(n, k, np.stack([d90 * sick, d365 * sick, d365 * ~sick], axis=1))[ek]   # one pass for the three sums
+        df = df.with_columns(sick_days_90d=pl.Series(days[:, 0]).cast(pl.Int32), sick_days_365d=pl.Series(days[:, 1]).cast(pl.Int32),
+                             _vac=pl.Series(days[:, 2]))
+    if "rev" not in P: df = df.with_columns(null(pl.Int32, "last_rating", "_prev_rating"))
+    else:
+        r = P["rev"]
+        at = _last(n, r["_k"].to_numpy(), _day(r, "review_date") <= t0)[ek]
+        df = pl.concat([df, _take(r, at, last_rating=pl.col("rating").cast(pl.Int32),
+                                  _prev_rating=pl.col("_prev_rating").cast(pl.Int32))], how="horizontal")
+    if "jc" not in P: df = df.with_columns(null(pl.Int32, "manager_changes_12m"))
+    else:
+        d = _day(P["jc"], "effective_date")
+        m = (P["jc_kind"] == 3) & (d <= t0) & (d > t0 - 365)
+        df = df.with_columns(manager_changes_12m=pl.Series(np.bincount(P["jc"]["_k"].to_numpy()[m], minlength=n)[ek]).cast(pl.Int32))
+    if "ts" not in P: df = df.with_columns(null(pl.Float64, "_hours"))
+    else:
+        q = P["ts"]
+        m = _day(q, "period_start") == _days1970(_quarter_start(t))
+        k = q["_k"].to_numpy()[m]
+        has = _sum(n, k, np.ones(len(k), np.int64))[ek] > 0
+        hours = pl.Series(_sum(n, k, q["hours_worked"].fill_null(0.0).to_numpy()[m])[ek])
+        df = df.with_columns(_hours=hours.set(pl.Series(~has), None) if not has.all() else hours)
+    df = df.with_columns(_hourly=pl.col("_base") / (pl.col("weekly_hours") * 52),
+                         _tenant=_codes(df["tenant_id"]), _family=_codes(df["job_family"]))
 
     t_h = _shift(t, horizon_months)
     wh, r = pl.col("weekly_hours"), pl.col("last_rating")
-    out = (df.select(
-        "_k", *KEYS, L.alias("as_of"), *_protected(cols, t),
+    return df.select(
+        *KEYS, L.alias("as_of"), *_protected(state.columns, t),
         tenure_years=_days(L, pl.col("hire_date")) / 365.25,
         months_since_raise=_days(L, pl.coalesce("_raise_date", "hire_date")) / 30.4375,
-        last_raise_pct=pl.col("last_raise_pct").fill_null(0.0) if comp is not None else pl.col("last_raise_pct"),
+        last_raise_pct=pl.col("last_raise_pct").fill_null(0.0) if "comp" in P else pl.col("last_raise_pct"),
         compa_ratio=_compa(),
         overtime_ratio=pl.col("_hours") / (wh * 13) - 1,
         manager_changes_12m="manager_changes_12m",
@@ -275,25 +353,35 @@ def build_features(tables:dict,           # HR tables keyed by name: employees (
         job_level=pl.col("job_level").cast(pl.Int32),
         job_family="job_family", department="department", location="location",
         label=((pl.col("termination_type") == "voluntary") & (term > t) & (term <= t_h)).fill_null(False).cast(pl.Int8),
-        label_complete=pl.lit(t_h <= end))
-      .sort("_k").select(*KEYS, "as_of", *FEATURES, pl.col(f"^{PROTECTED_PREFIX}.*$"), "label", "label_complete"))
-    return out if lazy else out.collect(engine="in-memory")
+        label_complete=pl.lit(t_h <= end),
+    ).select(*KEYS, "as_of", *FEATURES, pl.col(f"^{PROTECTED_PREFIX}.*$"), "label", "label_complete")
 
-# %% ../nbs/03_features.ipynb #9ada6dc3
+def build_features(tables:dict,           # HR tables keyed by name: employees (required), compensation, absences, reviews, job_changes, timesheets
+                   as_of:date,            # snapshot date t: features use facts dated on or before it
+                   horizon_months:int=12, # label window (as_of, as_of + horizon_months]
+                   end_date:date=None,    # last date the data covers; default: the latest date in any table
+                   lazy:bool=False,       # return a LazyFrame (to combine with other queries) instead of a DataFrame
+                  )->pl.DataFrame:
+    "One row per employee employed on `as_of` (in the employees table's order): keys, `FEATURES`, `prot_` columns, `label`, `label_complete`."
+    first, end = data_range(tables)
+    end = end_date or end
+    _check_as_of(as_of, first, end)
+    out = _snapshot(_prepare(tables, [as_of]), as_of, horizon_months, end)
+    return out.lazy() if lazy else out
+
+# %% ../nbs/03_features.ipynb #cd2ebfa2
 def truncate_to(tables:dict, # HR tables keyed by name
                 as_of:date,  # keep only what was known on this date
                )->dict:
     "The tables as an export taken on `as_of` would show them: later facts deleted, employees' state rolled back."
     t, out = as_of, dict(tables)
-    emp, ids = _employees(tables)
-    jc = _lazy(tables, "job_changes")
-    if jc is not None: jc = _keyed(jc, ids)
     term = pl.col("termination_date")
     future = term > t
-    emp = (_state_at(emp, jc, t).filter(pl.col("hire_date") <= t)
+    emp = (_state(_prepare({k: v for k, v in tables.items() if k in ("employees", "job_changes")}, [t]), t)
+           .filter(pl.col("hire_date") <= t)
            .with_columns(termination_date=pl.when(future).then(None).otherwise(term),
                          termination_type=pl.when(future).then(None).otherwise(pl.col("termination_type"))))
-    out["employees"] = emp.sort("_k").select(tables["employees"].columns).collect()
+    out["employees"] = emp.select(tables["employees"].columns)
     keep = dict(compensation=pl.col("effective_date") <= t, reviews=pl.col("review_date") <= t,
                 job_changes=pl.col("effective_date") <= t, absences=pl.col("start_date") <= t,
                 timesheets=pl.col("period_start").dt.offset_by("3mo").dt.offset_by("-1d") <= t)
@@ -303,7 +391,7 @@ def truncate_to(tables:dict, # HR tables keyed by name
         out["absences"] = out["absences"].with_columns(end_date=pl.min_horizontal("end_date", pl.lit(t)))
     return out
 
-# %% ../nbs/03_features.ipynb #0c52614d
+# %% ../nbs/03_features.ipynb #accda448
 def quarterly_dates(tables:dict,          # HR tables keyed by name
                     horizon_months:int=12, # label window that must fit in the data
                     n:int=4,               # how many quarter-ends to propose
@@ -320,23 +408,27 @@ def quarterly_dates(tables:dict,          # HR tables keyed by name
                           f"use a shorter horizon_months or more history")
     return out[::-1]
 
-# %% ../nbs/03_features.ipynb #8c0aedaf
+# %% ../nbs/03_features.ipynb #1582bc38
 def build_training_set(tables:dict,          # HR tables keyed by name
                        as_of_dates:list,      # snapshot dates, e.g. `quarterly_dates(tables)`
                        horizon_months:int=12, # label window
                        end_date:date=None,    # last date the data covers; default: the latest date in any table
                       )->pl.DataFrame:
     "Snapshots at each date stacked, keeping only rows whose label window is complete."
-    plans = [build_features(tables, s, horizon_months, end_date, lazy=True) for s in sorted(set(as_of_dates))]
-    out = pl.concat(plans).filter("label_complete").collect(engine="in-memory")   # one query: snapshots run in parallel
-    if out.height == 0:
-        end = end_date or data_range(tables)[1]
-        raise HRDataError(f"no snapshot among {', '.join(map(str, sorted(set(as_of_dates))))} has a complete "
+    dates = sorted(set(as_of_dates))
+    first, end = data_range(tables)
+    end = end_date or end
+    for s in dates: _check_as_of(s, first, end)
+    done = [s for s in dates if _shift(s, horizon_months) <= end]   # label window complete
+    P = _prepare(tables, done) if done else None                     # every table keyed once for all snapshots
+    out = pl.concat([_snapshot(P, s, horizon_months, end) for s in done]) if done else None
+    if out is None or out.height == 0:
+        raise HRDataError(f"no snapshot among {', '.join(map(str, dates))} has a complete "
                           f"{horizon_months}-month label (data end {end}); pick as_of dates on or before "
                           f"{_shift(end, -horizon_months)}, e.g. quarterly_dates(tables)")
     return out
 
-# %% ../nbs/03_features.ipynb #9ee1f3a8
+# %% ../nbs/03_features.ipynb #f6e66e01
 def time_split(df:pl.DataFrame,       # snapshots from `build_training_set`
                test_year:int,         # calendar year of the test snapshots
                horizon_months:int=12, # label window the snapshots were built with
