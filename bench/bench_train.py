@@ -34,9 +34,10 @@ def _hr_ml():
 def train_job(employees, tenants, extra, out):
     "Run the training job as a subprocess; wall seconds, peak RSS of the job's processes, and what the run recorded."
     cmd = _hr_ml() + ["train", "attrition", "--employees", str(employees), "--tenants", str(tenants), "--out", str(out), "--no-progress", *extra]
-    t0 = time.perf_counter()
+    cpu = lambda u: u.ru_utime + u.ru_stime
+    c0, t0 = cpu(resource.getrusage(resource.RUSAGE_CHILDREN)), time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
-    secs = time.perf_counter() - t0
+    secs, cpu_s = time.perf_counter() - t0, cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - c0
     if r.returncode != 0:
         raise SystemExit(f"training job failed (exit {r.returncode}): {r.stderr.strip()[-2000:]}")
     run = next((out / "attrition").iterdir())
@@ -49,8 +50,8 @@ def train_job(employees, tenants, extra, out):
         src = [l for l in "".join(c.get("source", "")).splitlines() if l.strip() and not l.startswith(("t = time.perf_counter()", "#"))]
         if c.get("cell_type") == "code" and d is not None and src: cells.append(dict(cell=i, seconds=round(d, 2), first_line=src[0][:90]))
     shown = ["hr-ml"] + ["TMP" if c == str(out) else c for c in cmd[len(_hr_ml()):]]
-    return dict(command=" ".join(shown), seconds=secs,
-                job_seconds=man.get("timings", {}).get("job_seconds"),
+    return dict(command=" ".join(shown), seconds=secs, cpu_seconds=cpu_s,
+                job_seconds=man.get("timings", {}).get("job_seconds"), timings_job=man.get("timings_job"),
                 peak_rss_gb_children=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
                 chosen_model=met["chosen_model"], cv_roc_auc=cv.get("roc_auc"), rows=met.get("n_rows") or met.get("rows"),
                 files=sorted(p.name for p in run.iterdir()), stdout_tail=r.stdout.strip().splitlines()[-4:],
@@ -114,7 +115,7 @@ def main(argv=None):
                goals=dict(train_seconds=GOAL_TRAIN_S, papermill_overhead_s=GOAL_OVERHEAD_S), passed=passed,
                **{"pass": all(passed.values())},
                machine=dict(cpu_count=os.cpu_count(), platform=platform.platform(), load_avg_1m_at_start=round(load0, 2),
-                            load_avg_1m_at_end=round(os.getloadavg()[0], 2)),
+                            load_avg_1m_at_end=round(os.getloadavg()[0], 2), bytecode=_bytecode()),
                versions=dict(python=platform.python_version(), papermill=papermill.__version__, polars=pl.__version__,
                              xgboost=xgb.__version__))
     a.out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,14 @@ def main(argv=None):
     (a.out / "train.md").write_text(_markdown(res))
     print(f"wrote {a.out}/train.json and train.md")
     return 0 if (res["pass"] or a.smoke) else 1
+
+
+def _bytecode():
+    "Whether imports can use cached bytecode: with PYTHONDONTWRITEBYTECODE set and no .pyc in site-packages every process compiles its imports anew (seconds)."
+    import xgboost
+    site = Path(xgboost.__file__).parent
+    return dict(PYTHONDONTWRITEBYTECODE=bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+                site_packages_has_pyc=any(site.glob("__pycache__/*.pyc")))
 
 
 def _markdown(r):
@@ -136,12 +145,17 @@ def _markdown(r):
 `{j['command']}` as a subprocess: synthetic HRIS of {r['employees']:,} employees, point-in-time features over quarterly
 snapshots, cross-validated model choice ({j['chosen_model']} chosen, CV ROC-AUC {j['cv_roc_auc']}), fit and calibration, SHAP drivers,
 fairness, the executed notebook and its HTML report, all in one run folder.
+Global SHAP importance, the beeswarm and the planted-truth checks use a fixed-seed sample of the training rows (the job's `shap_rows`);
+every current employee's drivers are exact.
 
-| employees | wall seconds (goal {r['goals']['train_seconds']:.0f}) | of which the job notebook | peak RSS GB |
-|---:|---:|---:|---:|
-| {r['employees']:,} | {j['seconds']:.1f} ({ok(r['passed']['train_seconds'])}) | {j['job_seconds']} | {j['peak_rss_gb_children']:.2f} |
+| employees | wall seconds (goal {r['goals']['train_seconds']:.0f}) | of which the job notebook | CPU seconds | peak RSS GB |
+|---:|---:|---:|---:|---:|
+| {r['employees']:,} | {j['seconds']:.1f} ({ok(r['passed']['train_seconds'])}) | {j['job_seconds']} | {_f(j.get('cpu_seconds'))} | {j['peak_rss_gb_children']:.2f} |
 
 Wall time includes starting python and the kernel and writing `report.html`; peak RSS is the largest of the job's processes.
+CPU seconds are user + system time of all the job's processes: on a shared machine wall time grows with the load, while CPU time
+(at most 2 × wall on 2 cores) stays close to what the job itself needs.
+Steps as the job timed them (`timings_job` in the run's manifest): """ + ", ".join(f"{k} {v:.1f} s" for k, v in (j.get("timings_job") or {}).items()) + f""".
 Slowest cells of the job notebook (papermill's per-cell durations):
 
 | seconds | cell | first line (timer lines skipped) |
@@ -160,9 +174,18 @@ A trivial job notebook (a parameters cell and `sum(i*i for i in range(100_000))`
 The overhead is kernel start-up, papermill's notebook handling, params.yaml, the manifest (git commit, hashes) and the HTML export.
 
 Machine: {r['machine']['cpu_count']} CPUs shared with other work (1-minute load average {r['machine']['load_avg_1m_at_start']} at start,
-{r['machine']['load_avg_1m_at_end']} at end); python {r['versions']['python']}, papermill {r['versions']['papermill']},
+{r['machine']['load_avg_1m_at_end']} at end; {_bc(r['machine'].get('bytecode'))}); python {r['versions']['python']}, papermill {r['versions']['papermill']},
 polars {r['versions']['polars']}, xgboost {r['versions']['xgboost']}.
 """
+
+
+def _f(v): return "n/a" if v is None else f"{v:.1f}"
+
+
+def _bc(b):
+    if not b: return "bytecode cache not recorded"
+    if b["site_packages_has_pyc"]: return "site-packages has cached bytecode"
+    return "no cached bytecode in site-packages" + (" and PYTHONDONTWRITEBYTECODE set: every process compiles its imports" if b["PYTHONDONTWRITEBYTECODE"] else "")
 
 
 if __name__ == "__main__":

@@ -8,17 +8,16 @@ Docs: https://hr-ml.github.io/hr_ml/fairness.html.md"""
 __all__ = ['METRICS', 'group_labels', 'audit_columns', 'audit', 'proxy_check', 'fairness_report', 'summary_table', 'plot_groups',
            'plot_proxies']
 
-# %% ../nbs/14_fairness.ipynb #40948231
+# %% ../nbs/14_fairness.ipynb #2885d292
 import math, warnings
 import numpy as np, polars as pl
 import matplotlib.pyplot as plt
 from scipy.stats import rankdata
-from fairlearn.metrics import MetricFrame, selection_rate
-from sklearn.metrics import roc_auc_score
+from numba import njit
 from .schema import HRDataError
 from .features import PROTECTED_PREFIX
 
-# %% ../nbs/14_fairness.ipynb #594f7a77
+# %% ../nbs/14_fairness.ipynb #bf093fcc
 _AGE_EDGES, _AGE_LABELS = [30, 40, 50], ["<30", "30-39", "40-49", "50+"]
 
 def group_labels(s:pl.Series,     # one protected column
@@ -44,7 +43,7 @@ def audit_columns(protected:pl.DataFrame, # protected attributes (prot_* columns
     cols = [c for c in protected.columns if c.startswith(PROTECTED_PREFIX)]
     return [c for c in cols if f"{c}_band" not in cols]
 
-# %% ../nbs/14_fairness.ipynb #6fb9c8e6
+# %% ../nbs/14_fairness.ipynb #5dbd8e17
 METRICS = ("auc", "mean_predicted", "observed_rate", "calibration_gap", "selection_rate", "tpr", "fpr")
 _DIFFS = ("auc", "selection_rate", "tpr", "fpr")
 
@@ -75,16 +74,49 @@ def _weighted(W, y, p, h, extra=False):
             out["ece"] = sum(np.abs(W[:, b == i] @ (p - y)[b == i]) for i in range(10) if (b == i).any()) / N
         return out
 
-def _boot(y, p, h, units, n_boot, rng, cells=4_000_000, extra=False):
-    "Cluster-bootstrap replicates of the audit metrics of one group (resampling `units`)."
+@njit(cache=True)
+def _boot_sums(CT, unit, y, p, h, starts, ebin):
+    "The weighted sums behind the audit metrics, one column per replicate (`CT`: draw count of every unit in every replicate); rows sorted by risk, `starts` bound the ties."
+    B = CT.shape[1]
+    npos, nneg, auc, sp, sh, shy, shn, sb = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
+    e, wp, wn = np.zeros((10, B)), np.zeros(B), np.zeros(B)
+    for l in range(len(starts) - 1):
+        a, b = starts[l], starts[l + 1]
+        if b > a + 1: wp[:] = 0.0; wn[:] = 0.0
+        for i in range(a, b):
+            u, yi, pi, hi, k = unit[i], y[i], p[i], h[i], ebin[i]
+            d = pi - yi
+            pos, neg, ek = (npos, nneg, e[k]) if b == a + 1 else (wp, wn, e[k])
+            if b == a + 1:   # AUC: exits above the stays with lower risk
+                for r in range(B): auc[r] += CT[u, r] * yi * nneg[r]
+            for r in range(B):   # every replicate at once: contiguous counts, summed in row order
+                w = float(CT[u, r])
+                pos[r] += w * yi; neg[r] += w * (1 - yi)
+                sp[r] += w * pi; sh[r] += w * hi; shy[r] += w * hi * yi; shn[r] += w * hi * (1 - yi); sb[r] += w * d * d; ek[r] += w * d
+        if b > a + 1:   # tied risks: the ties count half
+            for r in range(B): auc[r] += wp[r] * (nneg[r] + wn[r] / 2); npos[r] += wp[r]; nneg[r] += wn[r]
+    return np.stack((npos, nneg, auc, sp, sh, shy, shn, sb, np.abs(e).sum(0)))
+
+def _boot(y, p, h, units, n_boot, rng, cells=8_000_000, extra=False):
+    "Cluster-bootstrap replicates of the audit metrics of one group (resampling `units`); the metrics of `_weighted`, compiled."
     u, inv = np.unique(units, return_inverse=True)
-    step, reps = max(1, cells // max(len(y), len(u))), []
-    for s in range(0, n_boot, step):
+    o = np.argsort(p, kind="stable"); ps = p[o]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1], True])   # tied risks form one level
+    args = (inv[o].astype(np.int64), y[o], ps, h[o], starts.astype(np.int64), np.minimum((ps * 10).astype(np.int64), 9))  # ECE bins of hr_ml.attrition.ece
+    step, S = max(1, cells // len(u)), []
+    for s in range(0, n_boot, step):   # batches of replicates; the draws do not depend on the batch size
         b = min(step, n_boot - s)
         idx = rng.integers(0, len(u), size=(b, len(u)))
         C = np.bincount((idx + np.arange(b)[:, None] * len(u)).ravel(), minlength=b * len(u)).reshape(b, len(u))
-        reps.append(_weighted(C[:, inv].astype(float), y, p, h, extra))
-    return {k: np.concatenate([r[k] for r in reps]) for k in reps[0]}
+        S.append(_boot_sums(np.ascontiguousarray(C.T.astype(np.uint8) if C.max() < 256 else C.T), *args))
+    npos, nneg, auc, sp, sh, shy, shn, sb, se = np.concatenate(S, axis=1)
+    N = npos + nneg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mp, obs = sp / N, npos / N
+        out = dict(auc=auc / (npos * nneg), mean_predicted=mp, observed_rate=obs, calibration_gap=mp - obs, selection_rate=sh / N,
+                   tpr=shy / npos, fpr=shn / nneg)
+        if extra: out["brier"], out["ece"] = sb / N, se / N
+    return out
 
 def _num(v):
     v = float(v)
@@ -100,27 +132,6 @@ def _ci(reps, ci):
     a = (1 - ci) / 2
     return [_num(np.quantile(r, a)), _num(np.quantile(r, 1 - a))]
 
-def _safe(f):
-    def g(y, p):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                v = f(np.asarray(y), np.asarray(p))
-            return float(v)
-        except (ValueError, ZeroDivisionError): return math.nan
-    return g
-
-def _frame(y, p, lab, hi):
-    "fairlearn MetricFrame of the point estimates per group."
-    both = lambda y: 0 < y.sum() < len(y)
-    m = {"auc": _safe(lambda y, p: roc_auc_score(y, p) if both(y) else math.nan),
-         "mean_predicted": _safe(lambda y, p: p.mean()),
-         "observed_rate": _safe(lambda y, p: y.mean()),
-         "selection_rate": _safe(lambda y, p: selection_rate(y, p >= hi)),
-         "tpr": _safe(lambda y, p: (p[y == 1] >= hi).mean() if y.sum() else math.nan),
-         "fpr": _safe(lambda y, p: (p[y == 0] >= hi).mean() if (1 - y).sum() else math.nan)}
-    return MetricFrame(metrics=m, y_true=y, y_pred=p, sensitive_features=pl.Series("group", lab).to_pandas())
-
 def _suppress(people:dict, k:int)->set:
     "Groups to suppress: those under k people, plus the next-smallest until the suppressed together have >= k people and number >= 2."
     S = {g for g, n in people.items() if n < k}
@@ -128,9 +139,8 @@ def _suppress(people:dict, k:int)->set:
     while S and (len(S) < 2 or sum(people[g] for g in S) < k) and rest: S.add(rest.pop(0)[1])
     return S
 
-# %% ../nbs/14_fairness.ipynb #55b5f03f
+# %% ../nbs/14_fairness.ipynb #f9b78adf
 def _audit_one(y, p, h, lab, units, hi, k, min_n, min_events, n_boot, ci, rng):
-    mf = _frame(y, p, lab, hi).by_group
     levels = sorted(np.unique(lab), key=lambda g: (g == "missing", not g.startswith("<"), str(g)))   # '<30' before '30-39'; missing last
     people = {g: len(np.unique(units[lab == g])) for g in levels}
     supp = _suppress(people, k)
@@ -138,7 +148,7 @@ def _audit_one(y, p, h, lab, units, hi, k, min_n, min_events, n_boot, ci, rng):
     comp = [g for g in shown if people[g] >= min_n]
     ref = max(comp, key=lambda g: (people[g], g)) if len(comp) >= 2 else None
     reps = {g: _boot(y[lab == g], p[lab == g], h[lab == g], units[lab == g], n_boot, rng) for g in shown}
-    pt = {g: {**{m: float(mf.loc[g, m]) for m in mf.columns}, "calibration_gap": float(mf.loc[g, "mean_predicted"] - mf.loc[g, "observed_rate"])} for g in shown}
+    pt = {g: {m: float(v[0]) for m, v in _weighted(np.ones((1, int((lab == g).sum()))), y[lab == g], p[lab == g], h[lab == g]).items()} for g in shown}
     rows = []
     for g in levels:
         if g in supp: rows.append({"group": g, "suppressed": True}); continue
@@ -188,7 +198,7 @@ def _summary(rows, ref):
     s["four_fifths"] = None if s["selection_rate_ratio"] is None else s["selection_rate_ratio"] >= 0.8
     return s
 
-# %% ../nbs/14_fairness.ipynb #e76d2fe3
+# %% ../nbs/14_fairness.ipynb #8785c3e2
 def audit(y,                    # 1 = left, 0 = stayed
           p,                    # predicted risk (out-of-fold, calibrated)
           protected:pl.DataFrame, # protected attributes, one row per y (prot_* columns)
@@ -219,7 +229,7 @@ def audit(y,                    # 1 = left, 0 = stayed
                                   **_audit_one(y, p, h, lab, units, hi, k, min_n, min_events, n_boot, ci, rng)}
     return res
 
-# %% ../nbs/14_fairness.ipynb #64792326
+# %% ../nbs/14_fairness.ipynb #36803649
 def _codes(s:pl.Series, n_bins=10)->np.ndarray:
     "Level of every row: text values and few-valued numbers as they are, other numbers in deciles; missing is a level."
     if s.dtype.is_numeric() and s.n_unique() > 20:
@@ -267,7 +277,7 @@ def _nb_auc(codes, cls, classes, folds, alpha=1.):
         warnings.simplefilter("ignore")
         return np.nanmean(out, 0)
 
-# %% ../nbs/14_fairness.ipynb #f931983a
+# %% ../nbs/14_fairness.ipynb #a3914ae9
 def _level(a, strong, moderate): return "strong" if a >= strong else "moderate" if a >= moderate else None
 
 def proxy_check(X:pl.DataFrame,          # model features
@@ -318,7 +328,7 @@ def proxy_check(X:pl.DataFrame,          # model features
     res["proxies"].sort(key=lambda d: (-d["auc"], d["protected"], d["feature"]))
     return res
 
-# %% ../nbs/14_fairness.ipynb #b15d2f03
+# %% ../nbs/14_fairness.ipynb #5239ab1d
 def fairness_report(y,                      # 1 = left, 0 = stayed
                     p,                      # out-of-fold risk per row (NaN: no prediction)
                     protected:pl.DataFrame, # protected attributes (prot_* columns)
@@ -355,7 +365,7 @@ def summary_table(fair:dict, # result of `audit` (or `fairness_report`)
               "max_abs_calibration_gap": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
 
-# %% ../nbs/14_fairness.ipynb #e8f07f98
+# %% ../nbs/14_fairness.ipynb #89f9ac42
 _LABEL = {"selection_rate": "selection rate (High)", "tpr": "TPR (leavers flagged High)", "fpr": "FPR (stayers flagged High)",
           "auc": "AUC", "calibration_gap": "predicted − observed"}
 
@@ -387,7 +397,7 @@ def plot_groups(fair:dict,                          # result of `audit`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/14_fairness.ipynb #f85d82e6
+# %% ../nbs/14_fairness.ipynb #ed3e7065
 def plot_proxies(px:dict,  # result of `proxy_check`
                  top=12,   # features shown (strongest first)
                 )->plt.Figure:
