@@ -7,7 +7,7 @@ Docs: https://hr-ml.github.io/hr_ml/score.html.md"""
 # %% auto #0
 __all__ = ['iter_scores', 'score_population', 'score_to_parquet', 'load_model', 'score_inputs']
 
-# %% ../nbs/30_score.ipynb #f5c08496
+# %% ../nbs/30_score.ipynb #d7a395e5
 import os
 from pathlib import Path
 import numpy as np, polars as pl
@@ -15,7 +15,7 @@ from .schema import HRDataError
 from .attrition import AttritionModel
 from .explain import drivers
 
-# %% ../nbs/30_score.ipynb #2c72d634
+# %% ../nbs/30_score.ipynb #e72e7dda
 def _frame_rows(X):
     "`X` as a LazyFrame and its number of rows (a Parquet path is scanned, not read)."
     if isinstance(X, (str, Path)):
@@ -37,7 +37,7 @@ def _id_source(ids, lf, n):
     if ids.height != n: raise HRDataError(f"ids has {ids.height} rows but X has {n}; pass one id row per employee")
     return [], ids
 
-# %% ../nbs/30_score.ipynb #e4caa002
+# %% ../nbs/30_score.ipynb #b0c67f25
 def iter_scores(model:AttritionModel,  # a fitted model
                 X,                     # features: polars DataFrame, LazyFrame or Parquet path (the model's columns, maybe more)
                 ids=None,              # id columns of X to carry (names), or a frame with one row per row of X
@@ -70,7 +70,7 @@ def iter_scores(model:AttritionModel,  # a fitted model
     finally:
         if bar: bar.stop()
 
-# %% ../nbs/30_score.ipynb #4b06142e
+# %% ../nbs/30_score.ipynb #84a690bf
 def score_population(model:AttritionModel,  # a fitted model
                      X,                     # features: polars DataFrame, LazyFrame or Parquet path
                      ids=None,              # id columns of X to carry (names), or a frame with one row per row of X
@@ -83,7 +83,7 @@ def score_population(model:AttritionModel,  # a fitted model
     "Risk, bucket and top-`k` drivers for every employee of `X`, scored in chunks."
     return pl.concat(list(iter_scores(model, X, ids, chunk_size, k, cuts, progress, n_threads)))
 
-# %% ../nbs/30_score.ipynb #68e9783b
+# %% ../nbs/30_score.ipynb #39ac6230
 def score_to_parquet(model:AttritionModel,  # a fitted model
                      X,                     # features: polars DataFrame, LazyFrame or Parquet path
                      ids,                   # id columns of X to carry (names), a frame with one row per row of X, or None
@@ -118,28 +118,40 @@ def score_to_parquet(model:AttritionModel,  # a fitted model
         if tmp.exists(): tmp.unlink()
     return out
 
-# %% ../nbs/30_score.ipynb #8515366d
+# %% ../nbs/30_score.ipynb #44e4ef9b
+def _check_manifest(folder:Path):
+    "Check the model files of a run folder against its manifest.json (when there is one)."
+    import json
+    from hr_ml.runs import sha256_file
+    man = folder/"manifest.json"
+    if not man.exists(): return
+    try: files = json.loads(man.read_text()).get("files", {})
+    except ValueError: raise HRDataError(f"{man}: not valid JSON; the run folder is damaged, train again or pass another run") from None
+    for f in ("model.json", "model.ubj"):
+        if f in files and (folder/f).exists() and sha256_file(folder/f) != files[f]:
+            raise HRDataError(f"{folder/f} does not match the SHA-256 in {man}; the run folder was changed after training, refusing to use it (train again or pass another run)")
+
 def load_model(ref:str|Path="champion",   # a registry alias ('champion') or a run folder
                tracking_uri:str|None=None, # MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI or ./mlruns
                name:str="attrition",       # registered model name (alias only)
               )->AttritionModel:
     "Load a model by registry alias or run folder, SHA-256 verified; `model.registry_` says which one it is."
-    import json
+    import json, re
+    from hr_ml.runs import sha256_file
     p = Path(ref)
-    if p.is_dir() or (p.exists() and p.name == "model.json"):
-        d = p if p.is_dir() else p.parent
-        m = AttritionModel.load(d)  # checks model.ubj against the SHA-256 in model.json
-        meta = json.loads((d/"model.json").read_text())
-        sha = meta.get("model_sha256") or __import__("hashlib").sha256((d/"model.json").read_bytes()).hexdigest()
-        m.registry_ = {"name": name, "version": None, "alias": None, "run": d.name, "sha256": sha}
+    if p.is_dir():
+        m = AttritionModel.load(p)  # checks model.ubj against the SHA-256 in model.json
+        _check_manifest(p)          # and both against the run's manifest, when there is one
+        meta = json.loads((p/"model.json").read_text())
+        m.registry_ = {"name": name, "version": None, "alias": None, "run": p.resolve().name,
+                       "sha256": meta.get("model_sha256") or sha256_file(p/"model.json")}
         return m
-    s = str(ref)
-    if "/" in s or "\\" in s or s.startswith(".") or p.suffix:
-        raise HRDataError(f"{ref}: model not found; pass a run folder (runs/attrition/RUN_ID) or a registry alias such as champion")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", str(ref)):
+        raise HRDataError(f"--model {ref}: no such run folder; pass a run folder (runs/attrition/RUN_ID, with model.json) or a registry alias such as 'champion'")
     from hr_ml.registry import load_champion
-    return load_champion(name, tracking_uri, alias=s)
+    return load_champion(name, tracking_uri, alias=str(ref))
 
-# %% ../nbs/30_score.ipynb #123e2358
+# %% ../nbs/30_score.ipynb #91d2ae7f
 def score_inputs(data:str|Path,             # features file (Parquet/CSV) or an HRIS export folder
                  model:AttritionModel,      # the model (its feature names decide what a features file must hold)
                  mapping=None,              # column mapping (YAML path or dict) for an HRIS export
