@@ -30,7 +30,7 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked --compile-bytecode --python $(PYTHON)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "hr_ml (.venv)" >/dev/null
 	@touch $@
 

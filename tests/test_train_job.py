@@ -83,7 +83,7 @@ def test_run_folder_is_complete(two_runs):
     assert len(runs) == 2 and not any(p.name.startswith(".tmp") for p in runs)
     run = runs[0]
     for f in ["executed.ipynb", "params.yaml", "model.ubj", "model.json", "manifest.json", "metrics.json",
-              "drivers.parquet", "shap_summary.png", "shap_waterfall.png", "calibration_lift.png"]:
+              "drivers.parquet", "shap_summary.png", "shap_waterfall.png", "calibration_lift.png", "reference_profile.json"]:
         assert (run / f).exists(), f
     man = json.loads((run / "manifest.json").read_text())
     for k in ["model_sha256", "data_fingerprint", "git_commit", "versions", "lock_sha256", "seed", "timings"]:
@@ -103,6 +103,22 @@ def test_two_processes_same_bytes(two_runs):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     pa, pb = pl.read_parquet(a / "drivers.parquet"), pl.read_parquet(b / "drivers.parquet")
     assert pa.equals(pb)
+
+
+def test_monitor_flags_a_pay_freeze_against_the_run(two_runs, tmp_path):
+    "hr-ml monitor on the run's own synthetic HRIS with a planted pay freeze: status not ok, exit 1 with --fail-on warn."
+    _, (run, _) = two_runs
+    r = hr_ml("monitor", "--model", run, "--out", tmp_path, "-p", "employees=1500", "-p", "tenants=8",
+              "-p", "shift=pay_freeze", "--fail-on", "warn", "--no-progress")
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    (mon,) = sorted((tmp_path / "monitor").iterdir())
+    m = json.loads((mon / "monitor.json").read_text())
+    assert m["status"] in ("warn", "alert") and f"status: {m['status']}" in r.stdout
+    drift = pl.read_parquet(mon / "drift.parquet")
+    flagged = set(drift.filter(pl.col("status") != "ok")["feature"].to_list())
+    assert "months_since_raise" in flagged, drift
+    assert not {"weekly_hours", "department", "location"} & flagged, flagged
+    assert (mon / "report.html").exists() and (mon / "manifest.json").exists()
 
 
 # ---------------------------------------------------------------- bring your own data
