@@ -21,6 +21,7 @@ BENCHMARKS = [
     ("train", "bench_train.py", "train.json", "4. Training job end to end; papermill overhead"),
     ("synth", "bench_synth.py", "synth.json", "5. Synthetic HRIS generation"),
     ("pay_gap_coverage", "bench_pay_gap_coverage.py", "pay_gap_coverage.json", "Pay-gap CI coverage"),
+    ("api", "bench_api.py", "api.json", "6. Scoring API: single-employee latency at 100 req/s, 10,000-employee batch"),
 ]
 
 

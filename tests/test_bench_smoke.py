@@ -8,6 +8,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 # benchmark -> key paths that must hold finite numbers (dots walk into dicts; '*' into every list item)
 EXPECTED = {
+    "api": ["load.p50_ms", "load.p99_ms", "load.requests", "batch.median_s", "goals.p99_ms", "server.startup_s"],
     "treeshap": ["models.*.speedup", "models.*.max_abs_diff", "models.*.tree_shap_rows_per_s", "models.*.pred_contribs_rows_per_s"],
     "score": ["score.seconds", "score.peak_rss_gb", "score.rows", "ratio.speedup_tree_shap_vs_pred_contribs",
               "ratio.speedup_drivers_vs_pred_contribs", "ratio.max_abs_diff", "goals.seconds", "goals.peak_rss_gb"],

@@ -1,0 +1,82 @@
+"""The scoring service through the `hr-ml` command, as an operator runs it: `keys create/list/revoke`, `serve` in its
+own process, one scored employee over HTTP, `erase`; bad input gives one line and exit 2."""
+import datetime as dt, json, re, subprocess, sys, time
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from hr_ml.attrition import AttritionModel
+from hr_ml.features import FEATURES, build_features
+from hr_ml.synth import generate
+
+
+def hr_ml(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve_cli")
+    tables, _ = generate(n_employees=1200, n_tenants=4, seed=5)
+    snap = build_features(tables, dt.date(2024, 12, 31))
+    AttritionModel(n_estimators=20, max_depth=3, early_stopping_rounds=None, n_jobs=1).fit(snap.select(FEATURES), snap["label"]).save(d / "run")
+    return d, snap
+
+
+def test_keys_serve_score_revoke_erase(setup):
+    d, snap = setup
+    state = d / "state"
+    A = snap["tenant_id"][0]
+    r = hr_ml("keys", "create", "--tenant", A, "--label", "payroll backend", "--state", state)
+    assert r.returncode == 0, r.stderr
+    key_id, secret = re.search(r"key (\S+) for tenant", r.stdout).group(1), r.stdout.strip().splitlines()[-1]
+    assert secret not in (state / "keys.json").read_text()  # only its hash is stored
+    r = hr_ml("keys", "list", "--state", state)
+    assert r.returncode == 0 and key_id in r.stdout and A in r.stdout and secret not in r.stdout
+    proc = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", "--model", str(d / "run"), "--port", "0", "--state", str(state)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, seen, t0 = None, [], time.time()
+        while time.time() - t0 < 180 and url is None:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None: break
+            seen.append(line)
+            m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            if m: url = m.group(1)
+        assert url, "".join(seen)
+        row = snap.row(0, named=True)
+        body = {"employees": [{"employee_id": row["employee_id"], "features": {f: row[f] for f in FEATURES}}]}
+        path = f"{url}/v1/tenants/{A}/attrition/scores"
+        r = httpx.post(path, json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        risk = AttritionModel.load(d / "run").predict_risk(snap.head(1).select(FEATURES))[0]
+        assert abs(got["employees"][0]["risk"] - risk) < 1e-9, got
+        assert httpx.post(path, json=body, timeout=30).status_code == 401
+        r = hr_ml("keys", "revoke", key_id, "--state", state)
+        assert r.returncode == 0 and f"revoked key {key_id}" in r.stdout
+        assert httpx.post(path, json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 401  # no restart needed
+    finally:
+        proc.terminate()
+        try: proc.wait(20)
+        except subprocess.TimeoutExpired: proc.kill()
+    lines = [l for f in (state / "audit").glob("*.jsonl") for l in f.read_text().splitlines()]
+    assert len(lines) == 1 and row["employee_id"] not in lines[0]
+    r = hr_ml("erase", "--tenant", A, "--employee", row["employee_id"], "--state", state)
+    assert r.returncode == 0, r.stderr
+    assert "audit_lines 1" in r.stdout, r.stdout
+    assert not [l for f in (state / "audit").glob("*.jsonl") for l in f.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["serve", "--model", "{d}/nowhere/run"], "no such run folder"),
+    (["erase", "--tenant", "t1", "--employee", "e1", "--state", "{d}/state2", "--scores", "{d}/missing.parquet"], "missing.parquet: score file not found"),
+    (["keys", "revoke", "nokey", "--state", "{d}/state3"], "nokey"),
+])
+def test_service_commands_bad_input_one_line(setup, args, expect):
+    d, _ = setup
+    r = hr_ml(*[a.format(d=d) for a in args])
+    msg = r.stderr.strip()
+    assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg, (r.returncode, r.stdout, msg)
