@@ -238,20 +238,21 @@ def test_killed_logger_leaves_registry_unchanged_and_is_redone(trained, champion
 def test_score_with_champion_records_which_model(trained, champion):
     "hr-ml score --model champion scores with the registered version and writes its version and SHA-256 into the file."
     import pyarrow.parquet as pq
-    from hr_ml.score import load_model
-    good, p = champion
-    X = sample_X(load_model(good), n=250, seed=3).with_columns(pl.Series("tenant_id", ["t1"] * 250), pl.Series("employee_id", [f"e{i}" for i in range(250)]))
+    from hr_ml.registry import load_champion
+    m = load_champion(tracking_uri=trained["uri"])  # whichever version earlier tests left as champion
+    X = sample_X(m, n=250, seed=3).with_columns(pl.Series("tenant_id", ["t1"] * 250), pl.Series("employee_id", [f"e{i}" for i in range(250)]))
     X.write_parquet(trained["base"] / "features.parquet")
     out = trained["base"] / "scores.parquet"
     r = hr_ml("score", "--model", "champion", "--data", trained["base"] / "features.parquet", "--out", out, "--no-progress",
               env=trained["env"], cwd=trained["base"])
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads(pq.read_schema(out).metadata[b"hr_ml.model"])
-    assert info["version"] == p["version"] and info["alias"] == "champion" and info["sha256"] == p["sha256"]
+    reg = m.registry_
+    assert info["version"] == reg["version"] and info["alias"] == "champion" and info["sha256"] == reg["sha256"]
     s = pl.read_parquet(out)
     assert s["employee_id"].to_list() == X["employee_id"].to_list()
-    np.testing.assert_allclose(s["risk"].to_numpy(), AttritionModel.load(good).predict_risk(X))
-    assert f"v{p['version']} (champion)" in r.stdout and p["sha256"][:12] in r.stdout, r.stdout
+    np.testing.assert_allclose(s["risk"].to_numpy(), m.predict_risk(X))
+    assert f"v{reg['version']} (champion)" in r.stdout and reg["sha256"][:12] in r.stdout, r.stdout
     r = hr_ml("score", "--model", "challenger", "--data", trained["base"] / "features.parquet", "--out", trained["base"] / "s2.parquet",
               "--no-progress", env=trained["env"], cwd=trained["base"])
     assert r.returncode == 2 and "no 'challenger' version" in r.stderr and "Traceback" not in r.stderr

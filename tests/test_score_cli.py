@@ -66,7 +66,7 @@ def test_score_as_of_earlier_snapshot(setup):
     ("date after the data", ["--data", "{d}/hris", "--as-of", "2031-01-01"], "after the last date in the data"),
     ("not parquet", ["--data", "{d}/hris", "--out", "{d}/x.csv"], "must be a .parquet file"),
     ("no folder", ["--data", "{d}/hris", "--out", "{d}/nowhere/x.parquet"], "output folder not found"),
-    ("missing model", ["--data", "{d}/hris", "--model", "{d}/no-run"], "model not found"),
+    ("missing model", ["--data", "{d}/hris", "--model", "{d}/no-run"], "no such run folder"),
     ("bad csv cell", ["--data", "{d}/bad.csv"], "row 4: 'abc' is not a number"),
     ("missing feature", ["--data", "{d}/partial.parquet"], "lacks feature column(s) ['compa_ratio']"),
 ])
