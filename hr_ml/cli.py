@@ -9,7 +9,7 @@ __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys
            'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity', 'score', 'serve', 'keys_create',
            'keys_list', 'keys_revoke', 'erase', 'monitor']
 
-# %% ../nbs/40_cli.ipynb #e2bd751e
+# %% ../nbs/40_cli.ipynb #60edd36b
 import sys, functools, time
 from pathlib import Path
 from typing import Optional, List
@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from fastcore.imports import IN_NOTEBOOK
 
-# %% ../nbs/40_cli.ipynb #8907a7e9
+# %% ../nbs/40_cli.ipynb #4c467231
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 out_console = Console(soft_wrap=True, highlight=False)
 
@@ -28,7 +28,7 @@ def fail(msg:str,  # one line: what, where, how to fix
     err_console.print(f"error: {' '.join(str(msg).split())}", markup=False)
     raise typer.Exit(code)
 
-# %% ../nbs/40_cli.ipynb #bf957dee
+# %% ../nbs/40_cli.ipynb #677f9b2e
 def friendly(f):
     "Decorator: turn user errors (`HRDataError`, missing files) into one-line messages and exit code 2."
     @functools.wraps(f)
@@ -39,11 +39,11 @@ def friendly(f):
         except FileNotFoundError as e: fail(f"{e.filename or e}: file or folder not found. Check the path.")
     return _inner
 
-# %% ../nbs/40_cli.ipynb #9ad8f671
+# %% ../nbs/40_cli.ipynb #22b939ba
 app = typer.Typer(name="hr-ml", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="hr_ml: explainable machine learning on HR data.")
 
-# %% ../nbs/40_cli.ipynb #8817188a
+# %% ../nbs/40_cli.ipynb #379a7796
 @app.command()
 @friendly
 def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet files (one per table) or a single file"),
@@ -55,7 +55,7 @@ def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet f
     tables = read_hris(data, mapping)
     out_console.print(summarize(_validate(tables)), markup=False)
 
-# %% ../nbs/40_cli.ipynb #efb37bde
+# %% ../nbs/40_cli.ipynb #0be0c258
 @app.command()
 @friendly
 def synth(employees:int=typer.Option(2000, help="employees in total (leavers included)"),
@@ -77,7 +77,7 @@ def synth(employees:int=typer.Option(2000, help="employees in total (leavers inc
     out_console.print(f"wrote {out}: {rows} rows in {time.perf_counter()-t0:.1f}s; "
                       f"oracle AUC {truth['oracle']['auc']:.3f}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #cd452258
+# %% ../nbs/40_cli.ipynb #f8d7f0cf
 train_app = typer.Typer(help="Train a model by running its job notebook into a run folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -139,7 +139,7 @@ def train_attrition(data:Optional[Path]=typer.Option(None, "--data", help="HRIS 
         uri = resolve_uri(tracking_uri, root=_store_next_to(out))
         out_console.print(f"MLflow run id: {log_run(run, uri)} ({uri}); promote with: hr-ml promote {run}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #0b1b6b5b
+# %% ../nbs/40_cli.ipynb #28772e0f
 def _store_next_to(runs:Path, # a runs folder (the --out of hr-ml train)
                   )->Path:
     "The default embedded MLflow store for a runs folder: `mlruns/` beside it."
@@ -150,7 +150,7 @@ def _store_for(run:str)->Path|None:
     p = Path(run)
     return _store_next_to(p.resolve().parent.parent) if p.is_dir() and (p/"manifest.json").exists() else None
 
-# %% ../nbs/40_cli.ipynb #a2adaf4c
+# %% ../nbs/40_cli.ipynb #1f840395
 @app.command()
 @friendly
 def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID), its name, or an MLflow run id"),
@@ -165,7 +165,7 @@ def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID)
     out_console.print(f"{r['alias']} of '{r['name']}' is now version {r['version']} ({was}): run {r['run']}, "
                       f"{len(r['gates'])}/{len(r['gates'])} gates passed, sha256 {r['sha256'][:12]}; {uri}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #5a3f9acc
+# %% ../nbs/40_cli.ipynb #7be57d36
 def _gates_cell(gates:list, # gate results of one version
                 every:bool=False, # list every gate, not only the summary and the ones that did not pass
                )->str:
@@ -198,7 +198,7 @@ def models(name:str=typer.Option("attrition", help="registered model name"),
                   _gates_cell(m["gates"], gates), (m["sha256"] or "-")[:12], m["created_utc"][:16].replace("T", " "))
     out_console.print(t)
 
-# %% ../nbs/40_cli.ipynb #2bccdc3e
+# %% ../nbs/40_cli.ipynb #35a16c67
 report_app = typer.Typer(help="Produce a report by running its job notebook into a run folder.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
@@ -227,7 +227,7 @@ def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRI
                           f"unexplained gap {fmt(m.get('unexplained_gap_pct'))} (95% CI {fmt(ci[0])} to {fmt(ci[1])}); "
                           f"{len(flags)} categories flagged under Art. 10", markup=False)
 
-# %% ../nbs/40_cli.ipynb #4b0cb713
+# %% ../nbs/40_cli.ipynb #cdf15816
 def _model_cuts(ref:str)->tuple:
     "The risk-bucket boundaries a run folder's training used (metrics.json), else the defaults."
     import json
@@ -279,7 +279,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
                       f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {_count(counts.get(b, 0), k_anon)}" for b in ("High", "Medium", "Low"))
                       + f"; wrote {out}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #e491eb4e
+# %% ../nbs/40_cli.ipynb #6f9666c6
 @app.command()
 @friendly
 def serve(model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder"),
@@ -287,10 +287,16 @@ def serve(model:str=typer.Option("champion", "--model", help="registry alias (ch
           port:int=typer.Option(8000, "--port", help="TCP port"),
           state:Path=typer.Option(Path("serving"), "--state", help="folder with keys, audit log and salt"),
           tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else ./mlruns"),
+          retention_days:int=typer.Option(90, "--retention-days", help="days of audit log kept (older days are deleted)"),
+          max_batch:int=typer.Option(10_000, "--max-batch", help="most employees per scoring request"),
+          max_body_mb:float=typer.Option(32.0, "--max-body-mb", help="largest request body in MiB"),
          ):
     "Serve risk scores, drivers and what-ifs over HTTP, per tenant, with API keys and an audit log."
     from hr_ml.serve import serve as _serve
-    _serve(model, host=host, port=port, state=state, tracking_uri=tracking_uri)
+    for name, v in (("--retention-days", retention_days), ("--max-batch", max_batch), ("--max-body-mb", max_body_mb)):
+        if v <= 0: fail(f"{name} {v}: must be positive")
+    _serve(model, host=host, port=port, state=state, tracking_uri=tracking_uri, retention_days=retention_days,
+           max_batch=max_batch, max_body_bytes=int(max_body_mb * 2**20), cuts=_model_cuts(model))
 
 keys_app = typer.Typer(help="API keys of the scoring service (one tenant per key).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -340,7 +346,7 @@ def erase(tenant:str=typer.Option(..., "--tenant", help="tenant id"),
     r = _erase(tenant, employee, state, scores=list(scores or []))
     out_console.print(f"erased employee {employee} of tenant {tenant}: " + ", ".join(f"{k} {v}" for k, v in r.items()), markup=False)
 
-# %% ../nbs/40_cli.ipynb #72d88abc
+# %% ../nbs/40_cli.ipynb #0a77cbae
 @app.command()
 @friendly
 def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS export (folder or single table); default: a synthetic HRIS"),
@@ -379,5 +385,5 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
         out_console.print(f"status: {m.get('status')}" + (f" — {'; '.join(map(str, reasons[:5]))}" if reasons else ""), markup=False)
         if fail_on != "never" and levels.get(m.get("status"), 2) >= levels[fail_on]: raise typer.Exit(1)
 
-# %% ../nbs/40_cli.ipynb #bf392c57
+# %% ../nbs/40_cli.ipynb #b300b13c
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner

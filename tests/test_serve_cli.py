@@ -35,7 +35,7 @@ def test_keys_serve_score_revoke_erase(setup):
     assert secret not in (state / "keys.json").read_text()  # only its hash is stored
     r = hr_ml("keys", "list", "--state", state)
     assert r.returncode == 0 and key_id in r.stdout and A in r.stdout and secret not in r.stdout
-    proc = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", "--model", str(d / "run"), "--port", "0", "--state", str(state)],
+    proc = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", "--model", str(d / "run"), "--port", "0", "--state", str(state), "--max-batch", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url, seen, t0 = None, [], time.time()
@@ -55,6 +55,8 @@ def test_keys_serve_score_revoke_erase(setup):
         risk = AttritionModel.load(d / "run").predict_risk(snap.head(1).select(FEATURES))[0]
         assert abs(got["employees"][0]["risk"] - risk) < 1e-9, got
         assert httpx.post(path, json=body, timeout=30).status_code == 401
+        big = {"employees": body["employees"] * 6}
+        assert httpx.post(path, json=big, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code in (413, 422)  # --max-batch 5
         r = hr_ml("keys", "revoke", key_id, "--state", state)
         assert r.returncode == 0 and f"revoked key {key_id}" in r.stdout
         assert httpx.post(path, json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 401  # no restart needed
@@ -74,6 +76,7 @@ def test_keys_serve_score_revoke_erase(setup):
     (["serve", "--model", "{d}/nowhere/run"], "no such run folder"),
     (["erase", "--tenant", "t1", "--employee", "e1", "--state", "{d}/state2", "--scores", "{d}/missing.parquet"], "missing.parquet: score file not found"),
     (["keys", "revoke", "nokey", "--state", "{d}/state3"], "nokey"),
+    (["serve", "--model", "{d}/run", "--retention-days", "0"], "--retention-days 0: must be positive"),
 ])
 def test_service_commands_bad_input_one_line(setup, args, expect):
     d, _ = setup
