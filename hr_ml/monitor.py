@@ -12,7 +12,7 @@ __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHI
            'load_tables', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted',
            'plot_performance']
 
-# %% ../nbs/33_monitor.ipynb #d0facc18
+# %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
 from pathlib import Path
 import numpy as np, polars as pl
@@ -25,7 +25,7 @@ from .attrition import AttritionModel, metrics
 from .fairness import audit
 from .gates import evaluate_gates
 
-# %% ../nbs/33_monitor.ipynb #2cdf26a1
+# %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
     "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": 3, "new_share_warn": 0.01},
     "performance": {"min_exits": 20, "auc_drop_warn": 0.05, "auc_drop_alert": 0.10, "min_auc": 0.65,
@@ -69,7 +69,7 @@ def load_thresholds(config:str|Path|dict|None=None, # YAML file or dict overridi
     if not isinstance(user, dict): raise HRDataError(f"{p}: thresholds are a mapping (drift:, performance:, fairness:), got {type(user).__name__}. Fix the file.")
     return _check_th(_merge_th(DEFAULT_THRESHOLDS, user, str(p)), str(p))
 
-# %% ../nbs/33_monitor.ipynb #ad4e719b
+# %% ../nbs/33_monitor.ipynb #441ebff1
 _FORMAT = "hr_ml.monitor.profile/1"
 OTHER, NEW, MISSING = "(other)", "(new)", "(missing)"
 SCORE = "risk"
@@ -128,7 +128,7 @@ def _cat_profile(s:pl.Series, k:int)->dict:
     if pooled: props[OTHER] = _r(sum(counts[c] for c in pooled) / n)
     return {"kind": "categorical", "n": n, "missing": _r(s.null_count() / n), "props": props, "seen": sorted(counts)}
 
-# %% ../nbs/33_monitor.ipynb #66f164c2
+# %% ../nbs/33_monitor.ipynb #881357a4
 def reference_profile(X:pl.DataFrame,          # the reference population's features (one row per person)
                       risk:np.ndarray,          # the model's risk for those rows
                       features:list[str]|None=None, # features to profile; None: all columns of X (pass model.feature_names_)
@@ -170,7 +170,7 @@ def load_profile(path:Path|str, # reference_profile.json, or the run folder hold
     if fmt != _FORMAT: raise HRDataError(f"{p}: not an hr_ml reference profile (format {fmt!r}, expected {_FORMAT!r})")
     return prof
 
-# %% ../nbs/33_monitor.ipynb #4ed0ea0f
+# %% ../nbs/33_monitor.ipynb #07a85b4d
 EPS = 1e-4
 
 def psi(p,            # reference shares per bin
@@ -226,7 +226,7 @@ _DRIFT_SCHEMA = {"feature": pl.String, "kind": pl.String, "status": pl.String, "
                  "median_new": pl.Float64, "top_change": pl.String, "new_categories": pl.List(pl.String), "new_share": pl.Float64,
                  "note": pl.String}
 
-# %% ../nbs/33_monitor.ipynb #f121c1a3
+# %% ../nbs/33_monitor.ipynb #8855c302
 def feature_drift(profile:dict,          # from `reference_profile` / `load_profile`
                   X_new:pl.DataFrame,     # the new population's features
                   risk_new:np.ndarray,    # the model's risk for those rows
@@ -259,7 +259,7 @@ def feature_drift(profile:dict,          # from `reference_profile` / `load_prof
         r["note"] = "; ".join(notes) or None
     return pl.DataFrame(rows, schema=_DRIFT_SCHEMA, strict=False)
 
-# %% ../nbs/33_monitor.ipynb #7ae2207e
+# %% ../nbs/33_monitor.ipynb #34edd246
 SHIFTS = ("pay_freeze", "new_department")
 
 def plant_shift(tables:dict,      # canonical HRIS tables
@@ -294,7 +294,7 @@ def plant_shift(tables:dict,      # canonical HRIS tables
     else: out["job_changes"] = jc
     return out
 
-# %% ../nbs/33_monitor.ipynb #536351bc
+# %% ../nbs/33_monitor.ipynb #76175ad8
 def read_outcomes(src, # a CSV/Parquet file of exits, or a DataFrame
                  )->pl.DataFrame:
     "Exits as tenant_id, employee_id, exit_date (Date) and voluntary (Boolean), checked."
@@ -341,7 +341,7 @@ def outcomes_from_tables(tables:dict, # canonical HRIS tables
     emp = tables["employees"].filter(pl.col("termination_date").is_not_null())
     return emp.select(*F.KEYS, exit_date="termination_date", voluntary=(pl.col("termination_type") == "voluntary").fill_null(False))
 
-# %% ../nbs/33_monitor.ipynb #16bd7270
+# %% ../nbs/33_monitor.ipynb #16ca58e6
 def month_ends(after:dt.date|None, # first month-end strictly after this date (None: the data's first month)
                last:dt.date,       # last possible month-end
                first:dt.date|None=None, # the data's first date, when `after` is None
@@ -374,7 +374,7 @@ def label_months(scored:pl.DataFrame,  # from `score_months`
                   .select(*F.KEYS, "as_of").unique().with_columns(y=pl.lit(1, pl.Int8)))
     return scored.join(hits, on=[*F.KEYS, "as_of"], how="left").with_columns(pl.col("y").fill_null(0))
 
-# %% ../nbs/33_monitor.ipynb #62336d3b
+# %% ../nbs/33_monitor.ipynb #300b1f99
 def _auc_se(a:float, n1:int, n0:int)->float:
     "Hanley–McNeil standard error of an AUC."
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
@@ -450,7 +450,7 @@ def _need_features(df:pl.DataFrame, model:AttritionModel):
     miss = [f for f in model.feature_names_ if f not in df.columns]
     if miss: raise HRDataError(f"the model needs feature(s) {', '.join(miss[:5])} that HRIS data does not provide; it was trained on a one-row-per-employee export, which monitoring from HRIS tables cannot score")
 
-# %% ../nbs/33_monitor.ipynb #48d85e6a
+# %% ../nbs/33_monitor.ipynb #ff0eb6bf
 _NO_OUTCOME = ("auc", "observed_rate", "calibration_gap", "tpr", "fpr", "n_pos")
 
 def _strip(d:dict)->dict:
@@ -486,7 +486,7 @@ def fairness_check(risk:np.ndarray,           # scores of the new population
     return {"available": True, "outcomes": has_y, "audit": aud if has_y else _strip(aud), "gates": gates,
             "passed": all(g["passed"] for g in gates)}
 
-# %% ../nbs/33_monitor.ipynb #175fa0e0
+# %% ../nbs/33_monitor.ipynb #b2648491
 _LEVEL = {"ok": 0, "warn": 1, "alert": 2}
 
 def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
@@ -537,7 +537,7 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
     if status == "ok": reasons.insert(0, "ok: no drift, performance or fairness finding beyond the thresholds")
     return {"status": status, "checks": checks, "reasons": reasons}
 
-# %% ../nbs/33_monitor.ipynb #6612203c
+# %% ../nbs/33_monitor.ipynb #e4a389ea
 def check_reference(model:AttritionModel, # the model
                     profile:dict,         # its reference profile
                    ):
@@ -582,7 +582,8 @@ def load_reference(model:str|Path="champion",  # a run folder, or 'champion'
     else:
         p = Path(model)
         if not p.is_dir(): raise HRDataError(f"{p}: model run folder not found; pass a training run folder (runs/attrition/<run_id>) or 'champion'")
-        m, prof = AttritionModel.load(p), load_profile(p / "reference_profile.json")
+        from hr_ml.score import load_model  # SHA-256 checks against model.json and the run manifest
+        m, prof = load_model(p), load_profile(p / "reference_profile.json")
         met = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").exists() else {}
         man = json.loads((p / "manifest.json").read_text()) if (p / "manifest.json").exists() else {}
         info = {"model": str(p), "run": p.name, "sha256": man.get("model_sha256")}
@@ -616,7 +617,7 @@ def load_tables(data:str|Path|None=None, # HRIS folder or single employees file;
         source += f", with a planted {shift}"
     return tables, source
 
-# %% ../nbs/33_monitor.ipynb #22724fcf
+# %% ../nbs/33_monitor.ipynb #caf03677
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
                 tables:dict,                # the new export's canonical tables
@@ -681,7 +682,7 @@ def write_outputs(res:dict,           # from `run_monitor`
     p.write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
     return p
 
-# %% ../nbs/33_monitor.ipynb #32f68987
+# %% ../nbs/33_monitor.ipynb #a731e2b9
 _COLOR = {"ok": "tab:green", "warn": "tab:orange", "drift": "tab:red"}
 
 def plot_psi(drift_df:pl.DataFrame,     # from `feature_drift`
