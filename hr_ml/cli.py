@@ -9,7 +9,7 @@ __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys
            'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity', 'score', 'serve', 'keys_create',
            'keys_list', 'keys_revoke', 'erase', 'monitor']
 
-# %% ../nbs/40_cli.ipynb #60edd36b
+# %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
 from pathlib import Path
 from typing import Optional, List
@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from fastcore.imports import IN_NOTEBOOK
 
-# %% ../nbs/40_cli.ipynb #4c467231
+# %% ../nbs/40_cli.ipynb #2cb1fd99
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 out_console = Console(soft_wrap=True, highlight=False)
 
@@ -28,7 +28,7 @@ def fail(msg:str,  # one line: what, where, how to fix
     err_console.print(f"error: {' '.join(str(msg).split())}", markup=False)
     raise typer.Exit(code)
 
-# %% ../nbs/40_cli.ipynb #677f9b2e
+# %% ../nbs/40_cli.ipynb #6762e8ed
 def friendly(f):
     "Decorator: turn user errors (`HRDataError`, missing files) into one-line messages and exit code 2."
     @functools.wraps(f)
@@ -39,11 +39,11 @@ def friendly(f):
         except FileNotFoundError as e: fail(f"{e.filename or e}: file or folder not found. Check the path.")
     return _inner
 
-# %% ../nbs/40_cli.ipynb #22b939ba
+# %% ../nbs/40_cli.ipynb #45fa61e1
 app = typer.Typer(name="hr-ml", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="hr_ml: explainable machine learning on HR data.")
 
-# %% ../nbs/40_cli.ipynb #379a7796
+# %% ../nbs/40_cli.ipynb #98a424df
 @app.command()
 @friendly
 def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet files (one per table) or a single file"),
@@ -55,7 +55,7 @@ def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet f
     tables = read_hris(data, mapping)
     out_console.print(summarize(_validate(tables)), markup=False)
 
-# %% ../nbs/40_cli.ipynb #0be0c258
+# %% ../nbs/40_cli.ipynb #1415df3a
 @app.command()
 @friendly
 def synth(employees:int=typer.Option(2000, help="employees in total (leavers included)"),
@@ -77,7 +77,7 @@ def synth(employees:int=typer.Option(2000, help="employees in total (leavers inc
     out_console.print(f"wrote {out}: {rows} rows in {time.perf_counter()-t0:.1f}s; "
                       f"oracle AUC {truth['oracle']['auc']:.3f}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #f8d7f0cf
+# %% ../nbs/40_cli.ipynb #3374d8ce
 train_app = typer.Typer(help="Train a model by running its job notebook into a run folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -85,11 +85,12 @@ def job_inputs(job:str,              # job notebook name
                param:list|None,       # `-p name=value` strings
                data:Path|None,        # --data
                mapping:Path|None,     # --mapping
+               **files:Path|None,     # more input files by option name, e.g. outcomes=Path(...)
               )->dict:
-    "Job parameters from `-p` overrides plus checked, absolute --data and --mapping paths."
+    "Job parameters from `-p` overrides plus checked, absolute --data, --mapping and other input paths."
     from hr_ml.runs import job_params, parse_overrides
     p = parse_overrides(param, job_params(job))
-    for key, path, what in (("data", data, "data"), ("mapping", mapping, "mapping file")):
+    for key, path, what in (("data", data, "data"), ("mapping", mapping, "mapping file"), *((k, v, f"{k} file") for k, v in files.items())):
         if path is None: continue
         if not path.exists(): fail(f"{path}: {what} not found. Check --{key}.")
         p[key] = str(path.resolve())
@@ -139,7 +140,7 @@ def train_attrition(data:Optional[Path]=typer.Option(None, "--data", help="HRIS 
         uri = resolve_uri(tracking_uri, root=_store_next_to(out))
         out_console.print(f"MLflow run id: {log_run(run, uri)} ({uri}); promote with: hr-ml promote {run}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #28772e0f
+# %% ../nbs/40_cli.ipynb #ff9becab
 def _store_next_to(runs:Path, # a runs folder (the --out of hr-ml train)
                   )->Path:
     "The default embedded MLflow store for a runs folder: `mlruns/` beside it."
@@ -150,7 +151,7 @@ def _store_for(run:str)->Path|None:
     p = Path(run)
     return _store_next_to(p.resolve().parent.parent) if p.is_dir() and (p/"manifest.json").exists() else None
 
-# %% ../nbs/40_cli.ipynb #1f840395
+# %% ../nbs/40_cli.ipynb #db1209fc
 @app.command()
 @friendly
 def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID), its name, or an MLflow run id"),
@@ -165,7 +166,7 @@ def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID)
     out_console.print(f"{r['alias']} of '{r['name']}' is now version {r['version']} ({was}): run {r['run']}, "
                       f"{len(r['gates'])}/{len(r['gates'])} gates passed, sha256 {r['sha256'][:12]}; {uri}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #7be57d36
+# %% ../nbs/40_cli.ipynb #ae6336ad
 def _gates_cell(gates:list, # gate results of one version
                 every:bool=False, # list every gate, not only the summary and the ones that did not pass
                )->str:
@@ -198,7 +199,7 @@ def models(name:str=typer.Option("attrition", help="registered model name"),
                   _gates_cell(m["gates"], gates), (m["sha256"] or "-")[:12], m["created_utc"][:16].replace("T", " "))
     out_console.print(t)
 
-# %% ../nbs/40_cli.ipynb #35a16c67
+# %% ../nbs/40_cli.ipynb #1d90350f
 report_app = typer.Typer(help="Produce a report by running its job notebook into a run folder.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
@@ -227,7 +228,7 @@ def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRI
                           f"unexplained gap {fmt(m.get('unexplained_gap_pct'))} (95% CI {fmt(ci[0])} to {fmt(ci[1])}); "
                           f"{len(flags)} categories flagged under Art. 10", markup=False)
 
-# %% ../nbs/40_cli.ipynb #cdf15816
+# %% ../nbs/40_cli.ipynb #2314782d
 def _model_cuts(ref:str)->tuple:
     "The risk-bucket boundaries a run folder's training used (metrics.json), else the defaults."
     import json
@@ -279,7 +280,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
                       f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {_count(counts.get(b, 0), k_anon)}" for b in ("High", "Medium", "Low"))
                       + f"; wrote {out}", markup=False)
 
-# %% ../nbs/40_cli.ipynb #6f9666c6
+# %% ../nbs/40_cli.ipynb #c6f2a4a3
 @app.command()
 @friendly
 def serve(model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder"),
@@ -346,7 +347,7 @@ def erase(tenant:str=typer.Option(..., "--tenant", help="tenant id"),
     r = _erase(tenant, employee, state, scores=list(scores or []))
     out_console.print(f"erased employee {employee} of tenant {tenant}: " + ", ".join(f"{k} {v}" for k, v in r.items()), markup=False)
 
-# %% ../nbs/40_cli.ipynb #0a77cbae
+# %% ../nbs/40_cli.ipynb #f85c81c1
 @app.command()
 @friendly
 def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS export (folder or single table); default: a synthetic HRIS"),
@@ -365,11 +366,7 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
     from hr_ml.runs import run_job
     levels = {"ok": 0, "warn": 1, "alert": 2}
     if fail_on not in ("warn", "alert", "never"): fail(f"--fail-on {fail_on!r}: use warn, alert or never")
-    p = job_inputs("monitor_report", param, data, mapping)
-    for key, path, what in (("outcomes", outcomes, "outcomes file"), ("config", config, "config file")):
-        if path is None: continue
-        if not path.exists(): fail(f"{path}: {what} not found. Check --{key}.")
-        p[key] = str(path.resolve())
+    p = job_inputs("monitor_report", param, data, mapping, outcomes=outcomes, config=config)
     mp = Path(model)
     if mp.exists(): p["model"] = str(mp.resolve())
     else:
@@ -385,5 +382,5 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
         out_console.print(f"status: {m.get('status')}" + (f" — {'; '.join(map(str, reasons[:5]))}" if reasons else ""), markup=False)
         if fail_on != "never" and levels.get(m.get("status"), 2) >= levels[fail_on]: raise typer.Exit(1)
 
-# %% ../nbs/40_cli.ipynb #b300b13c
+# %% ../nbs/40_cli.ipynb #cd532fc1
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner
