@@ -8,7 +8,7 @@ Docs: https://hr-ml.github.io/hr_ml/attrition.html.md"""
 __all__ = ['group_folds', 'AttritionModel', 'ece', 'metrics', 'risk_bucket', 'buckets', 'bucket_table', 'cross_validate',
            'compare_models', 'plot_calibration', 'plot_lift']
 
-# %% ../nbs/10_attrition.ipynb #36cf11a9
+# %% ../nbs/10_attrition.ipynb #5fdeaadc
 import hashlib, json, math, os
 from pathlib import Path
 import numpy as np
@@ -26,7 +26,7 @@ from fastcore.basics import patch
 import hr_ml
 from .schema import HRDataError, PROTECTED
 
-# %% ../nbs/10_attrition.ipynb #8bad65b7
+# %% ../nbs/10_attrition.ipynb #382420a3
 _MIN_ROWS, _MIN_CLASS = 20, 5
 _BUCKETS = ("Low", "Medium", "High")
 
@@ -83,7 +83,7 @@ def _split_columns(X, categorical, protected, allow_protected):
     if missing: raise HRDataError(f"categorical column '{missing[0]}' is not in X; fix the categorical list (X has {len(X.columns)} columns)")
     return num, cat
 
-# %% ../nbs/10_attrition.ipynb #3e42a9fc
+# %% ../nbs/10_attrition.ipynb #720e30f0
 def _sigmoid(z): return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
 
 def _logit(p, eps=1e-6):
@@ -122,7 +122,7 @@ def _inner_split(y, groups, frac, seed):
     if len(np.unique(y[va])) < 2: raise HRDataError("the inner validation split has a single class; add data, raise inner_valid_frac, or set calibration=None and early_stopping_rounds=None")
     return np.sort(tr), np.sort(va)
 
-# %% ../nbs/10_attrition.ipynb #e4dbe7fa
+# %% ../nbs/10_attrition.ipynb #9d51e41a
 class AttritionModel(ClassifierMixin, BaseEstimator):
     "Calibrated probability of leaving: xgboost (native categoricals, early stopping, monotone constraints) or a logistic baseline."
     def __init__(self,
@@ -150,7 +150,7 @@ class AttritionModel(ClassifierMixin, BaseEstimator):
         self.categorical, self.allow_protected, self.protected = categorical, allow_protected, protected
         self.n_jobs, self.random_state = n_jobs, random_state
 
-# %% ../nbs/10_attrition.ipynb #f1643f1f
+# %% ../nbs/10_attrition.ipynb #a5d9e15b
 def _code_expr(c, cats):
     return pl.col(c).cast(pl.String).replace_strict(cats, list(range(len(cats))), default=None, return_dtype=pl.Float64).alias(c)
 
@@ -195,7 +195,7 @@ def design(self:AttritionModel, X):
             cols.append(((np.where(np.isnan(M[:, j]), med, M[:, j]) - mu) / sd)[:, None])
     return np.hstack(cols)
 
-# %% ../nbs/10_attrition.ipynb #35db856d
+# %% ../nbs/10_attrition.ipynb #4d048322
 @patch
 def fit(self:AttritionModel,
         X,            # features: polars DataFrame, numeric and string (categorical) columns
@@ -271,14 +271,19 @@ def _fit_logistic(self:AttritionModel, M, y):
     self.design_mean_ = [float(v) for v in D.mean(0)]  # the average training case: the SHAP reference
     return self
 
-# %% ../nbs/10_attrition.ipynb #b0259f43
+# %% ../nbs/10_attrition.ipynb #2cb0d6fd
 @patch
 def predict_risk(self:AttritionModel, X)->np.ndarray:
     "Calibrated probability of leaving, one per row of `X`."
     check_is_fitted(self)
     M = self.encode(X)
     if self.kind == "logistic": return _sigmoid(self.design(M) @ np.asarray(self.coef_) + self.intercept_)
-    margin = self.booster_.predict(self.dmatrix(M), output_margin=True).astype(np.float64)
+    return self.risk_from_margin(self.booster_.predict(self.dmatrix(M), output_margin=True))
+
+@patch
+def risk_from_margin(self:AttritionModel, margin)->np.ndarray:
+    "Calibrated probability from the booster's raw margin (log-odds): the last step of `predict_risk` for xgboost models."
+    margin = np.asarray(margin, dtype=np.float64)
     cal = self.calibrator_
     if cal is None: return _sigmoid(margin)
     if cal["method"] == "sigmoid": return _sigmoid(cal["a"] * margin + cal["b"])
@@ -297,7 +302,7 @@ def predict(self:AttritionModel, X,
     "1 where the probability of leaving is at least `threshold`."
     return (self.predict_risk(X) >= threshold).astype(np.int8)
 
-# %% ../nbs/10_attrition.ipynb #c2717bc2
+# %% ../nbs/10_attrition.ipynb #4466986a
 _FORMAT = "hr_ml.attrition/1"
 
 def _sha256(path): return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -342,7 +347,7 @@ def load(cls:AttritionModel, path):
         m.booster_.load_model(ubj)
     return m
 
-# %% ../nbs/10_attrition.ipynb #2db6db73
+# %% ../nbs/10_attrition.ipynb #c9b17f20
 def _check_yp(y, p):
     y = np.asarray(y).astype(np.int8).ravel()
     p = np.asarray(p, dtype=np.float64).ravel()
@@ -377,7 +382,7 @@ def metrics(y,         # 1 = left, 0 = stayed
             "calibration_slope": slope, "calibration_intercept": icpt,
             "precision_top10": prec, "lift_top10": prec / base if base > 0 else math.nan}
 
-# %% ../nbs/10_attrition.ipynb #0531a110
+# %% ../nbs/10_attrition.ipynb #084703c8
 def _check_cuts(cuts):
     lo, hi = cuts
     if not 0 < lo < hi < 1: raise HRDataError(f"cuts must satisfy 0 < low < high < 1, got {tuple(cuts)}; e.g. cuts=(0.15, 0.35)")
@@ -414,7 +419,7 @@ def bucket_table(y,                  # 1 = left, 0 = stayed
     small = pl.col("n").fill_null(0) < k
     return out.with_columns([pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in ("n", "predicted_mean", "observed_rate")])
 
-# %% ../nbs/10_attrition.ipynb #8941dbcf
+# %% ../nbs/10_attrition.ipynb #925562ee
 _METRICS = ("roc_auc", "pr_auc", "brier", "ece", "calibration_slope", "calibration_intercept", "precision_top10", "lift_top10", "base_rate")
 
 def _check_folds(y, groups, n_splits):
@@ -469,7 +474,7 @@ def cross_validate(make_model,     # unfitted estimator, or a function returning
             "mean": mean, "std": std, "summary": {k: f"{mean[k]:.3f} ± {std[k]:.3f}" for k in _METRICS},
             "oof": oof, "oof_fold": oof_fold, "oof_metrics": metrics(y, oof)}
 
-# %% ../nbs/10_attrition.ipynb #81881ee3
+# %% ../nbs/10_attrition.ipynb #292a0615
 def compare_models(X,              # features (polars DataFrame)
                    y,              # 1 = left, 0 = stayed
                    groups=None,    # e.g. employee_id: a group never spans folds
@@ -499,7 +504,7 @@ def compare_models(X,              # features (polars DataFrame)
     return {"chosen": best, "reason": reason, "cv": cv,
             "summary": {k: cv[k]["summary"] for k in cv}}
 
-# %% ../nbs/10_attrition.ipynb #2422e282
+# %% ../nbs/10_attrition.ipynb #0ca731dd
 def plot_calibration(y,            # 1 = left, 0 = stayed
                      p,            # predicted probability of leaving
                      ax=None,      # matplotlib Axes to draw on; None: a new figure

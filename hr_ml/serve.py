@@ -9,7 +9,7 @@ __all__ = ['FEATURE_DTYPES', 'NULLABLE', 'load_served_model', 'create_key', 'lis
            'purge_audit', 'AuditLog', 'erase', 'ModelInfo', 'Driver', 'EmployeeScore', 'ScoreResponse',
            'WhatIfResponse', 'Ready', 'ErrorMessage', 'request_models', 'score_rows', 'create_app', 'serve']
 
-# %% ../nbs/31_serve.ipynb #90de6c3b
+# %% ../nbs/31_serve.ipynb #44228a7e
 import os, re, sys, json, hmac, time, uuid, fcntl, hashlib, secrets, weakref, threading, contextlib, datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
@@ -24,7 +24,7 @@ from .features import FEATURES, CATEGORICAL, ACTIONABLE
 from .treeshap import tree_shap
 from .score import load_model
 
-# %% ../nbs/31_serve.ipynb #b19576d9
+# %% ../nbs/31_serve.ipynb #002fc83a
 def load_served_model(ref:str="champion",          # a registry alias ('champion', ...) or a run folder (runs/attrition/RUN_ID)
                       tracking_uri:str|None=None,  # MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI or ./mlruns
                       name:str="attrition",        # registered model name (for an alias)
@@ -32,7 +32,7 @@ def load_served_model(ref:str="champion",          # a registry alias ('champion
     "The model to serve, SHA-verified, with `registry_` naming it: `hr_ml.score.load_model`."
     return load_model(ref, tracking_uri, name)
 
-# %% ../nbs/31_serve.ipynb #7dc58a3a
+# %% ../nbs/31_serve.ipynb #15c498be
 _KEYS_FORMAT = "hr_ml.serve.keys/1"
 _TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -117,7 +117,7 @@ def revoke_key(key_id:str,   # the key to revoke
         _write_keys(s, keys)
     return {k: v for k, v in keys[key_id].items() if k != "sha256"}
 
-# %% ../nbs/31_serve.ipynb #1d4c7cb2
+# %% ../nbs/31_serve.ipynb #29182023
 class KeyStore:
     "API keys of a state folder, re-read when keys.json changes; `check(secret)` returns the active key's entry or None."
     def __init__(self, state:Path): self.path, self._sig, self._keys, self._lock = Path(state)/"keys.json", None, {}, threading.Lock()
@@ -140,7 +140,7 @@ class KeyStore:
         ok = hmac.compare_digest(_hash(secret) if isinstance(secret, str) else "", e["sha256"] if e else "0" * 64)
         return e if ok and e is not None and e["revoked_utc"] is None else None
 
-# %% ../nbs/31_serve.ipynb #ad4f51e3
+# %% ../nbs/31_serve.ipynb #a161ee00
 def _salt(state:Path, create:bool=True)->bytes|None:
     "The deployment's secret pseudonymisation salt (created, mode 0600, on first use)."
     f = Path(state)/"audit_salt"
@@ -200,7 +200,7 @@ class AuditLog:
                 finally: os.close(fd)
         return len(records)
 
-# %% ../nbs/31_serve.ipynb #7d5d5ab6
+# %% ../nbs/31_serve.ipynb #3e4d5f13
 def erase(tenant_id:str,                 # the employee's tenant
           employee_id:str,               # the employee id as the tenant knows it
           state:Path,                    # service state folder (audit log and salt)
@@ -238,7 +238,7 @@ def erase(tenant_id:str,                 # the employee's tenant
         res["score_rows"] += n; res["score_files"] += 1
     return res
 
-# %% ../nbs/31_serve.ipynb #fb75c766
+# %% ../nbs/31_serve.ipynb #a2a086c4
 _INT = {"manager_changes_12m", "last_rating", "rating_trend", "sick_days_90d", "sick_days_365d", "team_exits_6m", "job_level"}
 FEATURE_DTYPES = {f: (pl.String if f in CATEGORICAL else pl.Int8 if f == "part_time" else pl.Int32 if f in _INT else pl.Float64) for f in FEATURES}
 NULLABLE = {"last_raise_pct", "compa_ratio", "overtime_ratio", "manager_changes_12m", "last_rating", "rating_trend",
@@ -341,16 +341,7 @@ def request_models(model:AttritionModel,  # the served model
                           change=(change_t, Field(description="the actionable feature to change and its new value")))
     return Score, WhatIf
 
-# %% ../nbs/31_serve.ipynb #d16532c8
-def _sigmoid(z): return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
-
-def _calibrated(model:AttritionModel, margin:np.ndarray)->np.ndarray:
-    "`predict_risk` from the booster's margin: the model's calibration (as AttritionModel.predict_risk)."
-    cal = model.calibrator_
-    if cal is None: return _sigmoid(margin)
-    if cal["method"] == "sigmoid": return _sigmoid(cal["a"] * margin + cal["b"])
-    return np.interp(_sigmoid(margin), cal["x"], cal["y"])
-
+# %% ../nbs/31_serve.ipynb #260b4deb
 def _columns(model:AttritionModel, rows:list)->dict:
     "Feature name -> list of values, from validated feature models (field f{i} is feature i)."
     ds = [r.__dict__ for r in rows]
@@ -391,7 +382,7 @@ def _fast_drivers(model:AttritionModel, cols:dict, k:int, cuts, actionable=None)
     M = _matrix(model, cols)
     phi = tree_shap(model.booster_, M, n_threads=1)[:, :-1].astype(np.float64)
     margin = _one_thread(model.booster_).inplace_predict(M, predict_type="margin", missing=np.nan)
-    p = _calibrated(model, np.asarray(margin, dtype=np.float64))
+    p = model.risk_from_margin(margin)
     names, act = model.feature_names_, ACTIONABLE if actionable is None else set(actionable)
     k = min(k, len(names))
     top = np.argsort(-np.abs(phi), axis=1, kind="stable")[:, :k]
@@ -427,7 +418,7 @@ def score_rows(model:AttritionModel,    # the served model
              "drivers": [{"feature": f[r], "shap": s[r], "direction": di[r], "text": t[r], "actionable": a[r]} for f, s, di, t, a in dcols],
              "warnings": warn[r]} for r in range(n)]
 
-# %% ../nbs/31_serve.ipynb #7d57c73b
+# %% ../nbs/31_serve.ipynb #0cd5131c
 _ERR = {400: {"model": ErrorMessage, "description": "the body cannot be parsed (not UTF-8, or nested too deeply)"},
         401: {"model": ErrorMessage, "description": "no API key, or an unknown or revoked one"},
         403: {"model": ErrorMessage, "description": "the API key belongs to another tenant"},
@@ -491,7 +482,7 @@ def _warm_row(model:AttritionModel)->dict:
     return {f: [model.categories_[f][0] if f in model.categories_ and model.categories_[f] else (None if f in model.categories_ else 0)]
             for f in model.feature_names_}
 
-# %% ../nbs/31_serve.ipynb #f026d354
+# %% ../nbs/31_serve.ipynb #492edcb5
 def create_app(model:AttritionModel,          # the model to serve (load_served_model); its registry_ names it in answers
                state:Path,                    # state folder: keys.json, audit_salt, audit/
                max_batch:int=10_000,          # most employees per scoring request
@@ -646,7 +637,7 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
     app.add_middleware(metrics.middleware)
     return app
 
-# %% ../nbs/31_serve.ipynb #88e36fa2
+# %% ../nbs/31_serve.ipynb #82c5c8f2
 def serve(model_ref:str="champion",      # registry alias or run folder
           host:str="127.0.0.1",          # interface to listen on (beyond loopback: behind a TLS proxy)
           port:int=8000,                 # port (0: any free port, printed)
