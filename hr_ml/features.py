@@ -9,13 +9,14 @@ __all__ = ['KEYS', 'FEATURES', 'CATEGORICAL', 'PROTECTED_PREFIX', 'PROTECTED', '
            'build_features', 'truncate_to', 'quarterly_dates', 'build_training_set', 'time_split', 'groups',
            'group_kfold']
 
-# %% ../nbs/03_features.ipynb #70d3b3aa
+# %% ../nbs/03_features.ipynb #4bd605ff
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 import numpy as np
 import polars as pl
 from .schema import HRDataError
 
-# %% ../nbs/03_features.ipynb #cb40b4d1
+# %% ../nbs/03_features.ipynb #4b65823c
 KEYS = ["tenant_id", "employee_id"]
 FEATURES = ["tenure_years", "months_since_raise", "last_raise_pct", "compa_ratio", "overtime_ratio",
             "manager_changes_12m", "last_rating", "rating_trend", "sick_days_90d", "sick_days_365d",
@@ -47,7 +48,7 @@ FEATURE_TEXT = {
     "location":            "Location {}",
 }
 
-# %% ../nbs/03_features.ipynb #3ed24033
+# %% ../nbs/03_features.ipynb #19fef803
 _OPTIONAL = dict(
     compensation=dict(effective_date=pl.Date, base_salary=pl.Float64),
     absences=dict(start_date=pl.Date, end_date=pl.Date, type=pl.String),
@@ -87,7 +88,7 @@ def _quarter_start(t:date)->date:
     if _shift(qs, 3) - timedelta(days=1) == t: return qs
     return _shift(qs, -3)
 
-# %% ../nbs/03_features.ipynb #f7de68d0
+# %% ../nbs/03_features.ipynb #9c8bbec4
 def data_range(tables:dict, # HR tables keyed by name (`employees` required)
               )->tuple:
     "First hire date and last date seen in any table: the span a snapshot date must fall in."
@@ -103,7 +104,7 @@ def _check_as_of(as_of:date, first:date, end:date):
     if as_of > end: raise HRDataError(f"as_of {as_of} is after the last date in the data ({end}); {pick}")
     if as_of < first: raise HRDataError(f"as_of {as_of} is before the earliest hire date in the data ({first}); {pick}")
 
-# %% ../nbs/03_features.ipynb #b6f62ac6
+# %% ../nbs/03_features.ipynb #c6ed9ae9
 class _Index:
     "Finds each row's employee, i.e. the row number `_k` in the employees table, from (tenant_id, employee_id)."
     def __init__(self, emp:pl.DataFrame, bits:int=None):
@@ -201,36 +202,49 @@ def _take(rows:pl.DataFrame, at:np.ndarray, *exprs, **named)->pl.DataFrame:
     if (at < 0).any(): idx = idx.set(pl.Series(at < 0), None)
     return rows.select(*exprs, **named).select(pl.all().gather(idx))
 
+def _parallel(jobs:dict)->dict:
+    "Run the callables in `jobs` (name -> function) on polars' thread count, returning name -> result (polars and numpy release the GIL)."
+    n = min(len(jobs), pl.thread_pool_size())
+    if n <= 1: return {k: f() for k, f in jobs.items()}
+    with ThreadPoolExecutor(n) as ex:
+        futs = {k: ex.submit(f) for k, f in jobs.items()}
+        return {k: f.result() for k, f in futs.items()}
+
 def _prepare(tables:dict, dates:list)->dict:
     "Each table's rows that snapshots at `dates` can use, keyed by `_k` and grouped by employee in date order, once for all dates."
     ix, D = _index(tables), pl.col
     lo, hi = min(dates), max(dates)
-    P = dict(ix=ix)
+    jobs = {}
+    a = _table(tables, "absences", "start_date", "end_date", "type")        # the biggest tables first
+    if a is not None:
+        keep = ((D("start_date") <= hi) & (D("end_date") > lo - timedelta(days=365))
+                & ((D("type") == "sick") | (D("type") == "vacation")))
+        jobs["abs"] = lambda: _rows(ix, a.filter(keep).select(*KEYS, D("start_date", "end_date").cast(pl.Int32), sick=D("type") == "sick"))
     c = _table(tables, "compensation", "effective_date", "base_salary")
     if c is not None:
-        c = _rows(ix, c.filter(D("effective_date") <= hi), on="effective_date").with_columns(_prev=_before("base_salary"))
-        P["comp"] = c.with_columns(_raise=D("base_salary") > D("_prev"))
-    a = _table(tables, "absences", "start_date", "end_date", "type")
-    if a is not None:
-        a = (a.filter((D("start_date") <= hi) & (D("end_date") > lo - timedelta(days=365)))   # dates first: cheaper than strings
-              .filter((D("type") == "sick") | (D("type") == "vacation")))
-        P["abs"] = _rows(ix, a.select(*KEYS, D("start_date", "end_date").cast(pl.Int32), sick=D("type") == "sick"))
+        jobs["comp"] = lambda: (_rows(ix, c.filter(D("effective_date") <= hi), on="effective_date")
+                                  .with_columns(_prev=_before("base_salary"))
+                                  .with_columns(_raise=D("base_salary") > D("_prev")))
+    ts = _table(tables, "timesheets", "period_start", "hours_worked")
+    if ts is not None:
+        quarters = sorted({_quarter_start(t) for t in dates})
+        jobs["ts"] = lambda: _rows(ix, ts.filter(D("period_start").is_in(quarters)))
     r = _table(tables, "reviews", "review_date", "rating")
     if r is not None:
-        P["rev"] = _rows(ix, r.filter(D("review_date") <= hi), on="review_date").with_columns(_prev_rating=_before("rating"))
+        jobs["rev"] = lambda: (_rows(ix, r.filter(D("review_date") <= hi), on="review_date")
+                                 .with_columns(_prev_rating=_before("rating")))
     j = _table(tables, "job_changes", "effective_date", "change_type", "new_department", "new_manager_id")
     if j is not None:
-        P["jc"] = j = _rows(ix, j.filter(D("effective_date").is_not_null()), on="effective_date")
-        kind = D("change_type")
+        jobs["jc"] = lambda: _rows(ix, j.filter(D("effective_date").is_not_null()), on="effective_date")
+    P = dict(ix=ix, **_parallel(jobs))
+    if "jc" in P:
+        kind, j = D("change_type"), P["jc"]
         P["jc_kind"] = j.select(pl.when(kind == "promotion").then(1).when(kind == "transfer").then(2)
                                   .when(kind == "manager_change").then(3).otherwise(0)).to_series().to_numpy()
         P["jc_has"] = {c: j[c].is_not_null().to_numpy() for c in ["new_department", "new_manager_id"]}
-    ts = _table(tables, "timesheets", "period_start", "hours_worked")
-    if ts is not None:
-        P["ts"] = _rows(ix, ts.filter(D("period_start").is_in(sorted({_quarter_start(t) for t in dates}))))
     return P
 
-# %% ../nbs/03_features.ipynb #a536543f
+# %% ../nbs/03_features.ipynb #d43500f3
 def _state(P:dict, t:date, manager:bool=True)->pl.DataFrame:
     "Every employee (in the employees table's order) with job_level, department (and manager_id) rolled back to `t`."
     ix = P["ix"]; emp = ix.emp
@@ -245,7 +259,7 @@ def _state(P:dict, t:date, manager:bool=True)->pl.DataFrame:
         out = out.with_columns(manager_id=pl.coalesce(last(3, "new_manager_id"), "manager_id"))
     return out
 
-# %% ../nbs/03_features.ipynb #831d9806
+# %% ../nbs/03_features.ipynb #1decd650
 def _days(a, b):
     "Whole days from date expression `b` to `a`."
     return (a - b).dt.total_days()
@@ -265,13 +279,13 @@ def _codes(s:pl.Series)->pl.Series:
     "Integer codes of a string column, one per distinct value (nulls stay null): grouping by them is cheaper than by strings."
     return s.cast(pl.Enum(s.drop_nulls().unique())).to_physical() if s.dtype == pl.String else s
 
-def _compa():
-    "Hourly base over the median of peers at `t`: tenant x family x level, else tenant x level, else family x level."
-    h = pl.col("_hourly")
+def _compa(df:pl.DataFrame)->pl.Series:
+    "Hourly base over the median of peers: tenant x family x level, else tenant x level, else family x level (at least 3 peers)."
+    h, C = pl.col("_hourly"), pl.col
     tiers = [["_tenant", "_family", "job_level"], ["_tenant", "job_level"], ["_family", "job_level"]]
-    med = pl.when(h.count().over(tiers[0]) >= 3).then(h.median().over(tiers[0]))
-    med = med.when(h.count().over(tiers[1]) >= 3).then(h.median().over(tiers[1]))
-    return h / med.otherwise(h.median().over(tiers[2]))
+    x = df.select(h, *[h.count().over(g).alias(f"n{i}") for i, g in enumerate(tiers[:2])],   # separate columns: computed in parallel
+                  *[h.median().over(g).alias(f"m{i}") for i, g in enumerate(tiers)])
+    return x.select(h / pl.when(C("n0") >= 3).then(C("m0")).when(C("n1") >= 3).then(C("m1")).otherwise(C("m2"))).to_series()
 
 def _protected(cols:list, t:date)->list:
     "Expressions for the `prot_` columns present in `cols` (age and age band from birth_year)."
@@ -285,50 +299,58 @@ def _protected(cols:list, t:date)->list:
         out += [age.alias(PROTECTED_PREFIX + "age"), band.alias(PROTECTED_PREFIX + "age_band")]
     return out
 
-# %% ../nbs/03_features.ipynb #e42f9a25
+# %% ../nbs/03_features.ipynb #c4f54ced
+def _pay(P:dict, t:date, ek:np.ndarray)->pl.DataFrame:
+    "Base salary on `t`, date and size of the latest raise, for the employees at rows `ek`."
+    if "comp" not in P: return pl.DataFrame(schema=dict(_base=pl.Float64, _raise_date=pl.Date, last_raise_pct=pl.Float64)).clear(len(ek))
+    c, n = P["comp"], P["ix"].n
+    k, now = c["_k"].to_numpy(), _day(c, "effective_date") <= _days1970(t)
+    return pl.concat([_take(c, _last(n, k, now)[ek], _base="base_salary"),
+                      _take(c, _last(n, k, now & c["_raise"].fill_null(False).to_numpy())[ek], _raise_date="effective_date",
+                            last_raise_pct=100 * (pl.col("base_salary") / pl.col("_prev") - 1))], how="horizontal")
+
+def _absence(P:dict, t:date, ek:np.ndarray)->pl.DataFrame:
+    "Sick days in the last 90 and 365 days and vacation days in the last 365, for the employees at rows `ek`."
+    if "abs" not in P: return pl.DataFrame(schema=dict(sick_days_90d=pl.Int32, sick_days_365d=pl.Int32, _vac=pl.Int64)).clear(len(ek))
+    k, start, stop, sick = (P["abs"][c].to_numpy() for c in ["_k", "start_date", "end_date", "sick"])
+    d90, d365 = _overlap(start, stop, t, 90), _overlap(start, stop, t, 365)
+    days = _sum(P["ix"].n, k, np.stack([d90 * sick, d365 * sick, d365 * ~sick], axis=1))[ek]   # one pass for the three sums
+    return pl.DataFrame(dict(sick_days_90d=days[:, 0].astype(np.int32), sick_days_365d=days[:, 1].astype(np.int32), _vac=days[:, 2]))
+
+def _ratings(P:dict, t:date, ek:np.ndarray)->pl.DataFrame:
+    "Latest and previous rating on `t`, for the employees at rows `ek`."
+    if "rev" not in P: return pl.DataFrame(schema=dict(last_rating=pl.Int32, _prev_rating=pl.Int32)).clear(len(ek))
+    r = P["rev"]
+    at = _last(P["ix"].n, r["_k"].to_numpy(), _day(r, "review_date") <= _days1970(t))[ek]
+    return _take(r, at, last_rating=pl.col("rating").cast(pl.Int32), _prev_rating=pl.col("_prev_rating").cast(pl.Int32))
+
+def _managers(P:dict, t:date, ek:np.ndarray)->pl.DataFrame:
+    "Manager changes in the 365 days up to `t`, for the employees at rows `ek`."
+    if "jc" not in P: return pl.DataFrame(schema=dict(manager_changes_12m=pl.Int32)).clear(len(ek))
+    t0, d = _days1970(t), _day(P["jc"], "effective_date")
+    m = (P["jc_kind"] == 3) & (d <= t0) & (d > t0 - 365)
+    return pl.DataFrame(dict(manager_changes_12m=np.bincount(P["jc"]["_k"].to_numpy()[m], minlength=P["ix"].n)[ek].astype(np.int32)))
+
+def _hours(P:dict, t:date, ek:np.ndarray)->pl.DataFrame:
+    "Hours worked in the last complete quarter before `t` (null without a timesheet), for the employees at rows `ek`."
+    if "ts" not in P: return pl.DataFrame(schema=dict(_hours=pl.Float64)).clear(len(ek))
+    q, n = P["ts"], P["ix"].n
+    m = _day(q, "period_start") == _days1970(_quarter_start(t))
+    k = q["_k"].to_numpy()[m]
+    has = _sum(n, k, np.ones(len(k), np.int64))[ek] > 0
+    hours = pl.Series("_hours", _sum(n, k, q["hours_worked"].fill_null(0.0).to_numpy()[m])[ek])
+    return (hours.set(pl.Series(~has), None) if not has.all() else hours).to_frame()
+
 def _snapshot(P:dict, t:date, horizon_months:int, end:date)->pl.DataFrame:
     "The features of every employee employed on `t` (see `build_features`), from the tables `_prepare` made."
-    n, t0 = P["ix"].n, _days1970(t)
     state = _state(P, t, manager=False)
     term, L = pl.col("termination_date"), pl.lit(t, dtype=pl.Date)
     employed = state.select((pl.col("hire_date") <= t) & (term.is_null() | (term > t))).to_series().fill_null(False)
     ek = np.flatnonzero(employed.to_numpy())                            # row numbers of the employed: where to read per-employee arrays
     need = [c for c in state.columns if c in _EMPLOYEE_COLS or c in PROTECTED]
-    df = state.select(*need, team_exits_6m=_team_exits(t)).filter(employed)
-    null = lambda dtype, *names: [pl.lit(None, dtype=dtype).alias(nm) for nm in names]
-    if "comp" not in P: df = df.with_columns(null(pl.Float64, "_base", "last_raise_pct") + null(pl.Date, "_raise_date"))
-    else:
-        c = P["comp"]
-        k, now = c["_k"].to_numpy(), _day(c, "effective_date") <= t0
-        df = pl.concat([df, _take(c, _last(n, k, now)[ek], _base="base_salary"),
-                        _take(c, _last(n, k, now & c["_raise"].fill_null(False).to_numpy())[ek], _raise_date="effective_date",
-                              last_raise_pct=100 * (pl.col("base_salary") / pl.col("_prev") - 1))], how="horizontal")
-    if "abs" not in P: df = df.with_columns(null(pl.Int32, "sick_days_90d", "sick_days_365d") + null(pl.Int64, "_vac"))
-    else:
-        k, start, stop, sick = (P["abs"][c].to_numpy() for c in ["_k", "start_date", "end_date", "sick"])
-        d90, d365 = _overlap(start, stop, t, 90), _overlap(start, stop, t, 365)
-        days = _sum(n, k, np.stack([d90 * sick, d365 * sick, d365 * ~sick], axis=1))[ek]   # one pass for the three sums
-        df = df.with_columns(sick_days_90d=pl.Series(days[:, 0]).cast(pl.Int32), sick_days_365d=pl.Series(days[:, 1]).cast(pl.Int32),
-                             _vac=pl.Series(days[:, 2]))
-    if "rev" not in P: df = df.with_columns(null(pl.Int32, "last_rating", "_prev_rating"))
-    else:
-        r = P["rev"]
-        at = _last(n, r["_k"].to_numpy(), _day(r, "review_date") <= t0)[ek]
-        df = pl.concat([df, _take(r, at, last_rating=pl.col("rating").cast(pl.Int32),
-                                  _prev_rating=pl.col("_prev_rating").cast(pl.Int32))], how="horizontal")
-    if "jc" not in P: df = df.with_columns(null(pl.Int32, "manager_changes_12m"))
-    else:
-        d = _day(P["jc"], "effective_date")
-        m = (P["jc_kind"] == 3) & (d <= t0) & (d > t0 - 365)
-        df = df.with_columns(manager_changes_12m=pl.Series(np.bincount(P["jc"]["_k"].to_numpy()[m], minlength=n)[ek]).cast(pl.Int32))
-    if "ts" not in P: df = df.with_columns(null(pl.Float64, "_hours"))
-    else:
-        q = P["ts"]
-        m = _day(q, "period_start") == _days1970(_quarter_start(t))
-        k = q["_k"].to_numpy()[m]
-        has = _sum(n, k, np.ones(len(k), np.int64))[ek] > 0
-        hours = pl.Series(_sum(n, k, q["hours_worked"].fill_null(0.0).to_numpy()[m])[ek])
-        df = df.with_columns(_hours=hours.set(pl.Series(~has), None) if not has.all() else hours)
+    parts = _parallel(dict(emp=lambda: state.select(*need, team_exits_6m=_team_exits(t)).filter(employed),
+                           **{f.__name__: (lambda f=f: f(P, t, ek)) for f in [_absence, _pay, _hours, _ratings, _managers]}))
+    df = pl.concat(list(parts.values()), how="horizontal")
     df = df.with_columns(_hourly=pl.col("_base") / (pl.col("weekly_hours") * 52),
                          _tenant=_codes(df["tenant_id"]), _family=_codes(df["job_family"]))
 
@@ -339,7 +361,7 @@ def _snapshot(P:dict, t:date, horizon_months:int, end:date)->pl.DataFrame:
         tenure_years=_days(L, pl.col("hire_date")) / 365.25,
         months_since_raise=_days(L, pl.coalesce("_raise_date", "hire_date")) / 30.4375,
         last_raise_pct=pl.col("last_raise_pct").fill_null(0.0) if "comp" in P else pl.col("last_raise_pct"),
-        compa_ratio=_compa(),
+        compa_ratio=_compa(df),
         overtime_ratio=pl.col("_hours") / (wh * 13) - 1,
         manager_changes_12m="manager_changes_12m",
         last_rating=r,
@@ -369,7 +391,7 @@ def build_features(tables:dict,           # HR tables keyed by name: employees (
     out = _snapshot(_prepare(tables, [as_of]), as_of, horizon_months, end)
     return out.lazy() if lazy else out
 
-# %% ../nbs/03_features.ipynb #cd2ebfa2
+# %% ../nbs/03_features.ipynb #823ed4ac
 def truncate_to(tables:dict, # HR tables keyed by name
                 as_of:date,  # keep only what was known on this date
                )->dict:
@@ -391,7 +413,7 @@ def truncate_to(tables:dict, # HR tables keyed by name
         out["absences"] = out["absences"].with_columns(end_date=pl.min_horizontal("end_date", pl.lit(t)))
     return out
 
-# %% ../nbs/03_features.ipynb #accda448
+# %% ../nbs/03_features.ipynb #94d34885
 def quarterly_dates(tables:dict,          # HR tables keyed by name
                     horizon_months:int=12, # label window that must fit in the data
                     n:int=4,               # how many quarter-ends to propose
@@ -408,7 +430,7 @@ def quarterly_dates(tables:dict,          # HR tables keyed by name
                           f"use a shorter horizon_months or more history")
     return out[::-1]
 
-# %% ../nbs/03_features.ipynb #1582bc38
+# %% ../nbs/03_features.ipynb #f7c1f751
 def build_training_set(tables:dict,          # HR tables keyed by name
                        as_of_dates:list,      # snapshot dates, e.g. `quarterly_dates(tables)`
                        horizon_months:int=12, # label window
@@ -428,7 +450,7 @@ def build_training_set(tables:dict,          # HR tables keyed by name
                           f"{_shift(end, -horizon_months)}, e.g. quarterly_dates(tables)")
     return out
 
-# %% ../nbs/03_features.ipynb #f6e66e01
+# %% ../nbs/03_features.ipynb #c487443d
 def time_split(df:pl.DataFrame,       # snapshots from `build_training_set`
                test_year:int,         # calendar year of the test snapshots
                horizon_months:int=12, # label window the snapshots were built with
