@@ -255,10 +255,13 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
           k_anon:int=typer.Option(5, "--k-anon", help="bucket counts below this are shown as '<k'"),
           overwrite:bool=typer.Option(False, "--overwrite", help="replace OUT if it exists"),
           progress:bool=typer.Option(True, help="show a progress bar"),
+          device:str=typer.Option("cpu", "--device", help="where SHAP values are computed: cpu, or cuda (xgboost's GPUTreeShap; needs a visible NVIDIA GPU)"),
          ):
     "Score and explain a whole population into one Parquet file: risk, bucket and top drivers per employee."
     import json, datetime as dt
     from hr_ml.score import load_model, score_inputs, score_to_parquet
+    from hr_ml.treeshap import check_device
+    check_device(device)  # a missing GPU is reported before anything is loaded
     if out.suffix != ".parquet": fail(f"{out}: --out must be a .parquet file")
     if out.exists() and not overwrite: fail(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
     if not out.parent.exists(): fail(f"{out.parent}: output folder not found; create it first")
@@ -271,7 +274,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
     info = m.registry_
     meta = {"hr_ml.model": json.dumps(info, sort_keys=True), "hr_ml.as_of": str(day) if day else "",
             "hr_ml.scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "hr_ml.data": str(data)}
-    score_to_parquet(m, X, ids or None, out, chunk_size=chunk_size, k=k, cuts=_model_cuts(model), progress=progress, metadata=meta)
+    score_to_parquet(m, X, ids or None, out, chunk_size=chunk_size, k=k, cuts=_model_cuts(model), progress=progress, metadata=meta, device=device)
     import polars as pl
     counts = dict(pl.scan_parquet(out).group_by("bucket").len().collect().iter_rows())
     n = sum(counts.values())

@@ -11,7 +11,7 @@ __all__ = ['contributions', 'global_importance', 'driver_text', 'drivers', 'plot
 import math
 import numpy as np, polars as pl
 from .schema import HRDataError
-from .treeshap import tree_shap
+from .treeshap import tree_shap, check_device
 from .attrition import AttritionModel, buckets
 from .features import ACTIONABLE
 
@@ -19,11 +19,13 @@ from .features import ACTIONABLE
 def contributions(model:AttritionModel, # a fitted model
                   X,                    # features, same columns as in fit
                   n_threads:int|None=None, # threads for TreeSHAP (None: all cores)
+                  device:str="cpu",     # 'cpu', or 'cuda' for xgboost's GPUTreeShap (see `tree_shap`)
                  )->tuple[np.ndarray, np.ndarray]:
     "Per-row SHAP contributions (n × features, log-odds) and the bias per row."
+    check_device(device)
     M = model.encode(X)
     if model.kind == "xgboost":
-        phi = tree_shap(model.booster_, M, n_threads=n_threads)
+        phi = tree_shap(model.booster_, M, n_threads=n_threads, device=device)
         return phi[:, :-1].astype(np.float64), phi[:, -1].astype(np.float64)
     D, coef, mu = model.design(M), np.asarray(model.coef_), np.asarray(model.design_mean_)
     parts = (D - mu[None, :]) * coef[None, :]
@@ -145,11 +147,12 @@ def drivers(model:AttritionModel, # a fitted model
             cuts=(0.15, 0.35),    # Low/Medium and Medium/High boundaries
             actionable=None,      # features HR can act on (default: pay, hours, manager, workload)
             n_threads:int|None=None, # threads for TreeSHAP
+            device:str="cpu",     # 'cpu', or 'cuda' for xgboost's GPUTreeShap (see `tree_shap`)
            )->pl.DataFrame:
     "Per employee: risk, bucket and the top-`k` drivers by |SHAP| with direction, text and actionability."
     X = X if isinstance(X, pl.DataFrame) else pl.DataFrame(X)
     act = ACTIONABLE if actionable is None else set(actionable)
-    phi, _ = contributions(model, X, n_threads)
+    phi, _ = contributions(model, X, n_threads, device)
     p = model.predict_risk(X)
     names = model.feature_names_
     k = min(k, len(names))

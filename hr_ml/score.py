@@ -14,6 +14,7 @@ import numpy as np, polars as pl
 from .schema import HRDataError
 from .attrition import AttritionModel
 from .explain import drivers
+from .treeshap import check_device
 
 # %% ../nbs/30_score.ipynb #e72e7dda
 def _frame_rows(X):
@@ -46,9 +47,11 @@ def iter_scores(model:AttritionModel,  # a fitted model
                 cuts=(0.15, 0.35),     # Low/Medium and Medium/High boundaries
                 progress:bool=False,   # show a rich progress bar
                 n_threads:int|None=None, # threads for TreeSHAP (None: all cores)
+                device:str="cpu",      # 'cpu', or 'cuda' for xgboost's GPUTreeShap (see `hr_ml.treeshap.tree_shap`)
                ):
     "Yield, chunk by chunk, per employee: ids, risk, bucket and the top-`k` drivers (as `drivers`)."
     if chunk_size < 1: raise HRDataError(f"chunk_size={chunk_size}; use a positive number of rows, e.g. 100_000")
+    check_device(device)  # before any data is read
     lf, n = _frame_rows(X)
     id_cols, id_frame = _id_source(ids, lf, n)
     have = lf.collect_schema().names()
@@ -65,7 +68,7 @@ def iter_scores(model:AttritionModel,  # a fitted model
         for a in range(0, max(n, 1), chunk_size):  # no rows: one empty chunk, with the columns
             part = lf.slice(a, chunk_size).select(cols).collect()
             who = part.select(id_cols) if id_cols else (id_frame.slice(a, chunk_size) if id_frame is not None else None)
-            yield drivers(model, part.select(model.feature_names_), ids=who, k=k, cuts=cuts, n_threads=n_threads)
+            yield drivers(model, part.select(model.feature_names_), ids=who, k=k, cuts=cuts, n_threads=n_threads, device=device)
             if bar: bar.update(task, advance=part.height)
     finally:
         if bar: bar.stop()
@@ -79,9 +82,10 @@ def score_population(model:AttritionModel,  # a fitted model
                      cuts=(0.15, 0.35),     # Low/Medium and Medium/High boundaries
                      progress:bool=False,   # show a rich progress bar
                      n_threads:int|None=None, # threads for TreeSHAP (None: all cores)
+                     device:str="cpu",      # 'cpu', or 'cuda' for xgboost's GPUTreeShap (see `hr_ml.treeshap.tree_shap`)
                     )->pl.DataFrame:
     "Risk, bucket and top-`k` drivers for every employee of `X`, scored in chunks."
-    return pl.concat(list(iter_scores(model, X, ids, chunk_size, k, cuts, progress, n_threads)))
+    return pl.concat(list(iter_scores(model, X, ids, chunk_size, k, cuts, progress, n_threads, device)))
 
 # %% ../nbs/30_score.ipynb #39ac6230
 def score_to_parquet(model:AttritionModel,  # a fitted model
@@ -95,6 +99,7 @@ def score_to_parquet(model:AttritionModel,  # a fitted model
                      n_threads:int|None=None, # threads for TreeSHAP (None: all cores)
                      compression:str="zstd",# Parquet compression
                      metadata:dict|None=None, # key-value metadata stored in the file (e.g. model version, SHA-256, as_of)
+                     device:str="cpu",      # 'cpu', or 'cuda' for xgboost's GPUTreeShap (see `hr_ml.treeshap.tree_shap`)
                     )->Path:
     "Score and explain every employee of `X` chunk by chunk into one Parquet file; returns its path."
     import pyarrow.parquet as pq
@@ -104,7 +109,7 @@ def score_to_parquet(model:AttritionModel,  # a fitted model
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     writer = None
     try:
-        for part in iter_scores(model, X, ids, chunk_size, k, cuts, progress, n_threads):
+        for part in iter_scores(model, X, ids, chunk_size, k, cuts, progress, n_threads, device):
             t = part.to_arrow()
             if writer is None:
                 schema = t.schema.with_metadata({**(t.schema.metadata or {}), **{str(k): str(v) for k, v in (metadata or {}).items()}})

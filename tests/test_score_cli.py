@@ -14,6 +14,14 @@ from hr_ml.explain import drivers
 from hr_ml.features import FEATURES, build_features
 from hr_ml.io import write_hris
 from hr_ml.synth import generate
+from hr_ml.schema import HRDataError
+from hr_ml.treeshap import check_device
+
+
+def _gpu_here():
+    "Whether xgboost can compute SHAP values on a GPU on this machine."
+    try: return check_device("cuda") == "cuda"
+    except HRDataError: return False
 
 
 def hr_ml(*args, cwd=None):
@@ -69,6 +77,9 @@ def test_score_as_of_earlier_snapshot(setup):
     ("missing model", ["--data", "{d}/hris", "--model", "{d}/no-run"], "no such run folder"),
     ("bad csv cell", ["--data", "{d}/bad.csv"], "row 4: 'abc' is not a number"),
     ("missing feature", ["--data", "{d}/partial.parquet"], "lacks feature column(s) ['compa_ratio']"),
+    ("unknown device", ["--data", "{d}/hris", "--device", "tpu"], "device 'tpu' is not known; use 'cpu'"),
+    pytest.param("no GPU", ["--data", "{d}/hris", "--device", "cuda"], "needs an xgboost built with CUDA and a visible NVIDIA GPU",
+                 marks=pytest.mark.skipif(_gpu_here(), reason="xgboost sees a GPU here; tests/test_gpu.py scores with it")),
 ])
 def test_score_bad_inputs_one_line_no_file(setup, case, args, expect):
     d, cur = setup
