@@ -163,6 +163,36 @@ def test_employee_ids_repeated_across_tenants(hris):
     same_features(build_features(renum, as_of).sort(KEYS), a.sort(KEYS))
 
 
+FROM_TABLE = {  # the features each optional table feeds, and those it changes without being their only source
+    "compensation": (["last_raise_pct", "compa_ratio"], ["months_since_raise"]),   # months since hire instead
+    "absences": (["sick_days_90d", "sick_days_365d", "sick_days_trend", "vacation_ratio"], []),
+    "reviews": (["last_rating", "rating_trend"], []),
+    "job_changes": (["manager_changes_12m"], ["job_level", "department", "team_exits_6m", "compa_ratio"]),   # current state, not rolled back
+    "timesheets": (["overtime_ratio"], []),
+}
+
+
+@pytest.mark.parametrize("table", list(FROM_TABLE))
+def test_each_optional_table_may_be_missing(hris, table):
+    "Without one optional table its features are null (same dtype); every other feature is unchanged."
+    as_of, end = quarterly_dates(hris)[-1], data_range(hris)[1]        # (a table left out may hold the latest date)
+    full = build_features(hris, as_of, end_date=end)
+    part = build_features({k: v for k, v in hris.items() if k != table}, as_of, end_date=end)
+    gone, moved = FROM_TABLE[table]
+    assert part.schema == full.schema and part.height == full.height
+    assert all(part[c].null_count() == part.height for c in gone), [c for c in gone if part[c].null_count() < part.height]
+    assert all(full[c].null_count() < full.height for c in gone)        # the full data does fill them
+    assert_frame_equal(part.drop(gone + moved), full.drop(gone + moved), rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_only_the_employees_table(hris):
+    "The employees table alone still gives one row per employee with every table-fed feature null."
+    as_of = quarterly_dates(hris)[-1]
+    f = build_features({"employees": hris["employees"]}, as_of)
+    assert f.height == build_features(hris, as_of).height
+    assert all(f[c].null_count() == f.height for gone, _ in FROM_TABLE.values() for c in gone)
+
+
 def test_as_of_outside_the_data(hris):
     first, end = data_range(hris)
     with pytest.raises(HRDataError, match=f"is after the last date in the data \\({end}\\); pick a date between {first} and {end}"):
