@@ -117,15 +117,22 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {type(o)}")
 
 def _kernel()->str:
-    "A private kernelspec running this very interpreter (quietly), so the job sees the same environment; returns its name."
-    import tempfile
-    d = Path(tempfile.gettempdir())/f'hr_ml-kernel-{os.getuid() if hasattr(os, "getuid") else 0}'/'kernels'/'hr_ml'
+    "A private kernelspec running this very interpreter (quietly), one per interpreter and written atomically; returns its name."
+    import tempfile, hashlib
+    tag = hashlib.sha256(sys.executable.encode()).hexdigest()[:12]  # one spec per checkout's interpreter: two checkouts never share one
+    name = f'hr_ml-{tag}'
+    root = Path(tempfile.gettempdir())/f'hr_ml-kernel-{os.getuid() if hasattr(os, "getuid") else 0}'/tag
+    d = root/'kernels'/name
     spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}', '--IPKernelApp.log_level=CRITICAL'],
             'display_name': 'hr_ml (job)', 'language': 'python'}
-    if not (d/'kernel.json').exists() or json.loads((d/'kernel.json').read_text()) != spec:
-        d.mkdir(parents=True, exist_ok=True); (d/'kernel.json').write_text(json.dumps(spec))
-    os.environ['JUPYTER_PATH'] = os.pathsep.join([str(d.parent.parent)] + [p for p in os.environ.get('JUPYTER_PATH','').split(os.pathsep) if p and p != str(d.parent.parent)])
-    return 'hr_ml'
+    try: ok = json.loads((d/'kernel.json').read_text()) == spec
+    except (OSError, ValueError): ok = False
+    if not ok:  # write beside it, then rename: a concurrent reader sees the old file or the new one, never half of one
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d/f'.kernel.json.{os.getpid()}.{os.urandom(3).hex()}'
+        tmp.write_text(json.dumps(spec)); os.replace(tmp, d/'kernel.json')
+    os.environ['JUPYTER_PATH'] = os.pathsep.join([str(root)] + [p for p in os.environ.get('JUPYTER_PATH','').split(os.pathsep) if p and p != str(root)])
+    return name
 
 def new_run_id(name:str)->str:
     "A sortable, unique run id: UTC time plus a short random suffix."
