@@ -127,9 +127,34 @@ def _performance(r):
         [[k, *(f"{fmt(v['mean'].get(x))} ± {fmt(v['std'].get(x))}" for x in ("roc_auc", "brier", "ece"))] for k, v in cv.items()],
         ["model", "ROC-AUC", "Brier", "ECE"])
     out += f"\n\n{m.get('choice_reason', '')}"
-    bt = m.get("backtest")
-    if bt: out += (f"\n\n**Back-test over time**: trained on snapshots whose label closed before {bt['test_year']}, tested on {bt['test_year']} "
-                   f"({fmt(bt.get('n_test'))} rows): ROC-AUC {fmt(bt.get('roc_auc'))}, Brier {fmt(bt.get('brier'))}, ECE {fmt(bt.get('ece'))}.")
+    return out + "\n\n" + _over_time(m)
+
+def _bins(rows:list|None)->dict:
+    "Reliability bins keyed by their lower edge."
+    return {round(b["lo"], 6): b for b in rows or []}
+
+def _over_time(m):
+    "Cross-validation and the back-test side by side: periods, sizes, ROC-AUC, Brier, ECE and reliability bins."
+    bt, oof, per = m.get("backtest"), m.get("oof_metrics") or {}, m.get("period") or {}
+    if not bt: return "**Back-test over time**: none was recorded for this run."
+    if bt.get("applicable") is False: return f"**Back-test over time**: not applicable: {bt.get('reason', 'no reason recorded')}."
+    tp, sp = bt.get("train_period") or {}, bt.get("test_period") or {}
+    snaps = lambda p: f"{p['first_snapshot']} to {p['last_snapshot']} ({p['n_snapshots']} dates)" if p.get("first_snapshot") else "–"
+    rows = [["what", "every training row scored by a model fitted without that employee (out-of-fold)",
+             f"a model trained as on {tp.get('labels_closed_by', '–')} scores the {bt.get('test_year')} snapshots"],
+            ["snapshots", snaps(per), f"trained on {snaps(tp)}; tested on {snaps(sp)}"],
+            ["rows scored (exits)", f"{fmt(oof.get('n'))} ({fmt(oof.get('n_pos'))})", f"{fmt(bt.get('n_test'))} ({fmt(bt.get('n_test_pos'))})"]]
+    rows += [[name, fmt(oof.get(k)), fmt(bt.get(k))] for k, name in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("brier", "Brier score"),
+                                                                    ("ece", "ECE"), ("calibration_slope", "calibration slope"))]
+    out = ("**Back-test over time.** Cross-validation mixes every period; the back-test asks how the model would have done on the next "
+           "year, trained only on what was known before it (labels closed, later records removed).\n\n"
+           + md_table(rows, ["", "cross-validation", "back-test"]))
+    cv, b = _bins(((m.get("cv") or {}).get(m.get("chosen_model")) or {}).get("calibration")), _bins(bt.get("calibration"))
+    if cv or b:
+        cell = lambda x: ["suppressed", "–", "–"] if x and x.get("suppressed") else [fmt(x.get("n")), fmt(x.get("predicted_mean")), fmt(x.get("observed_rate"))] if x else ["–"] * 3
+        rel = [[f"{lo:.1f}–{(cv.get(lo) or b.get(lo))['hi']:.1f}", *cell(cv.get(lo)), *cell(b.get(lo))] for lo in sorted({*cv, *b})]
+        out += ("\n\nReliability, side by side (bins with fewer than k people are suppressed):\n\n"
+                + md_table(rel, ["predicted risk", "CV people", "CV mean predicted", "CV observed", "back-test people", "back-test mean predicted", "back-test observed"]))
     return out
 
 def _calibration(r):
@@ -253,7 +278,8 @@ def _annex(r):
         f"### Accuracy\nOut-of-fold ROC-AUC {fmt(oof.get('roc_auc'))} {fmt_ci(ov.get('auc_ci'))}, Brier {fmt(oof.get('brier'))} {fmt_ci(ov.get('brier_ci'))}, "
         f"ECE {fmt(oof.get('ece'))} {fmt_ci(ov.get('ece_ci'))}; see Performance and Calibration.",
         f"### Robustness\nCross-validation spread of the chosen model: ROC-AUC sd {fmt((cv.get('std') or {}).get('roc_auc'))} over folds; "
-        + (f"back-test on a later year: ROC-AUC {fmt((m.get('backtest') or {}).get('roc_auc'))}. " if m.get("backtest") else "no back-test over time (not possible with this data). ")
+        + (f"back-test on the next year ({(m.get('backtest') or {}).get('test_year')}): ROC-AUC {fmt(m['backtest'].get('roc_auc'))}. " if (m.get("backtest") or {}).get("roc_auc") is not None
+           else f"no back-test over time ({(m.get('backtest') or {}).get('reason') or 'not recorded'}). ")
         + "Folds keep an employee's snapshots together; calibration is fitted on held-out rows; the fairness gates use bootstrap CIs.",
         "### Cybersecurity\nNo pickle anywhere: the model is stored as JSON / xgboost UBJSON and its SHA-256 is checked when it is loaded, so a tampered file is refused. "
         "Training runs offline; direct identifiers never reach the model or the logs.",

@@ -7,7 +7,7 @@ Docs: https://hr-ml.github.io/hr_ml/features.html.md"""
 # %% auto #0
 __all__ = ['KEYS', 'FEATURES', 'CATEGORICAL', 'PROTECTED_PREFIX', 'PROTECTED', 'ACTIONABLE', 'FEATURE_TEXT', 'data_range',
            'build_features', 'truncate_to', 'quarterly_dates', 'build_training_set', 'time_split', 'groups',
-           'group_kfold']
+           'group_kfold', 'training_set_as_of']
 
 # %% ../nbs/03_features.ipynb #4bd605ff
 from concurrent.futures import ThreadPoolExecutor
@@ -417,9 +417,11 @@ def truncate_to(tables:dict, # HR tables keyed by name
 def quarterly_dates(tables:dict,          # HR tables keyed by name
                     horizon_months:int=12, # label window that must fit in the data
                     n:int=4,               # how many quarter-ends to propose
+                    end_date:date=None,    # labels must be complete by this date; default: the latest date in any table
                    )->list:
-    "The last `n` quarter-ends (ascending) whose label window ends within the data."
+    "The last `n` quarter-ends (ascending) whose label window ends within the data (by `end_date`)."
     first, end = data_range(tables)
+    end = end_date or end
     q = _shift(date(end.year, 3 * ((end.month - 1) // 3) + 1, 1), 3) - timedelta(days=1)   # end of end's quarter
     out = []
     while len(out) < n and q >= first:
@@ -455,15 +457,15 @@ def time_split(df:pl.DataFrame,       # snapshots from `build_training_set`
                test_year:int,         # calendar year of the test snapshots
                horizon_months:int=12, # label window the snapshots were built with
               )->tuple:
-    "Back-test split: train on snapshots whose label ended by 1 January of `test_year`, test on snapshots taken in it."
+    "Back-test split: train on snapshots whose label window closed before `test_year`, test on snapshots taken in it."
     start = date(test_year, 1, 1)
-    train = df.filter(pl.col("as_of").dt.offset_by(f"{horizon_months}mo") <= start)
+    train = df.filter(pl.col("as_of").dt.offset_by(f"{horizon_months}mo") < start)
     test = df.filter(pl.col("as_of").dt.year() == test_year)
     years = sorted(set(df["as_of"].dt.year().to_list()))
     if test.height == 0:
         raise HRDataError(f"no snapshot has as_of in {test_year}; snapshot years are {', '.join(map(str, years))}")
     if train.height == 0:
-        raise HRDataError(f"no snapshot has a label window ending by {start}, so nothing to train on before "
+        raise HRDataError(f"no snapshot has a label window closing before {start}, so nothing to train on before "
                           f"{test_year}; add earlier as_of dates or pick a later test_year")
     return train, test
 
@@ -483,3 +485,28 @@ def group_kfold(df:pl.DataFrame, # snapshots with tenant_id and employee_id
         raise HRDataError(f"{n} employees cannot fill {n_splits} folds; use n_splits <= {n}")
     fold = np.random.default_rng(seed).permutation(n)[g] % n_splits
     return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(n_splits)]
+
+# %% ../nbs/03_features.ipynb #e5aa67d5
+_EVENT_DATES = dict(compensation="effective_date", absences="start_date", reviews="review_date",
+                    job_changes="effective_date", timesheets="period_start")
+
+def _records_start(tables:dict, cut:date)->date:
+    "The day from which every event table has records (the latest of their first dates); a table empty by `cut` starts after it."
+    firsts = [tables[t][c].min() or cut + timedelta(days=1) for t, c in _EVENT_DATES.items() if t in tables]
+    return max(firsts) if firsts else data_range(tables)[0]
+
+def training_set_as_of(tables:dict,          # HR tables keyed by name (the full export)
+                       cut:date,              # the day a model is trained: nothing dated after it is used
+                       horizon_months:int=12, # label window
+                       n:int=8,               # how many quarter-ends: the last `n` whose label closed by `cut`
+                       history_months:int|None=12, # records every snapshot needs before it (a year: the 12-month features); None: no check
+                      )->pl.DataFrame:
+    "The snapshots a model trained on `cut` could have had: built from the export as it stood on `cut`."
+    known = truncate_to(tables, cut)
+    begin = _records_start(known, cut) if history_months is not None else data_range(known)[0]
+    start, last = _shift(begin, history_months or 0), _shift(cut, -horizon_months)
+    dates = [q for q in quarterly_dates(known, horizon_months, n, end_date=cut) if q >= start]
+    if not dates:
+        raise HRDataError(f"no quarter-end between {start} ({history_months} months after every table's records begin, {begin}) and "
+                          f"{last} (its {horizon_months}-month label closed by {cut}); the data needs more history")
+    return build_training_set(known, dates, horizon_months, end_date=cut)

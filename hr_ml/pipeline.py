@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np, polars as pl
 from .schema import HRDataError, validate
 from . import features as F
-from .attrition import AttritionModel, compare_models, metrics, bucket_table, buckets
+from .attrition import AttritionModel, compare_models, metrics, bucket_table, buckets, calibration_bins
 from .explain import contributions, global_importance, drivers
 
 # %% ../nbs/15_pipeline.ipynb #345e9aa2
@@ -60,7 +60,7 @@ def load_dataset(data:str|Path|None=None,  # HRIS folder, single file, or None f
                  employees:int=20000,         # synthetic HRIS size (data=None)
                  tenants:int=120,             # synthetic tenants (data=None)
                  seed:int=0,                  # synthetic seed (data=None)
-                 years:int=4,                 # synthetic years of history (data=None)
+                 years:int=6,                 # synthetic years of history (data=None)
                  n_splits:int=5,              # CV folds planned (a single-table export must fill them)
                  progress:bool=False,
                 )->Dataset:
@@ -101,24 +101,44 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
     reason = cmp['reason'] if kind == 'auto' else (f"{kind} chosen by the job's parameters (mean CV ROC-AUC: " +
               ", ".join(f"{k} {v['roc_auc']}" for k, v in cmp['summary'].items()) + ").")
     model = AttritionModel(kind=chosen, **{k: v for k, v in params.items() if k != 'kind'}).fit(ds.X, ds.y, groups=ds.groups)
-    cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary']} for k, v in cmp['cv'].items()}
+    ok = lambda o: np.isfinite(o)
+    cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'],   # + the reliability table of the out-of-fold risks
+              'calibration': calibration_bins(ds.y[ok(v['oof'])], v['oof'][ok(v['oof'])])} for k, v in cmp['cv'].items()}
     return model, {'chosen': chosen, 'reason': reason, 'cv': cv, 'oof': cmp['cv'][chosen]['oof']}
 
 # %% ../nbs/15_pipeline.ipynb #fd5a9679
-def backtest(ds:Dataset,          # event data with snapshots
-             model:AttritionModel, # an unfitted model to clone (its parameters are used)
-             horizon_months:int=12,
-            )->dict|None:
-    "Train on snapshots whose label closed before the last snapshot year, test on that year; None if impossible."
+_NO_DATES = ("one row per employee, without snapshot dates: there is no earlier period to train on and later one to test on, "
+             "so the cross-validation is the estimate")
+
+def _period(d:pl.Series)->dict: return {"first_snapshot": str(d.min()), "last_snapshot": str(d.max()), "n_snapshots": d.n_unique()}
+
+def backtest(ds:Dataset,            # model-ready rows; only event data (snapshots) can be back-tested
+             model:AttritionModel,  # the chosen model: a clone with its parameters is trained on the past
+             horizon_months:int=12, # label window
+             n_bins:int=10,         # calibration bins
+             k:int=5,               # calibration bins of fewer people are suppressed
+            )->dict:
+    "Train as the job would have on 31 December before the last snapshot year, test on that year's snapshots."
     from sklearn.base import clone
-    if ds.kind != 'events' or ds.snapshots is None: return None
-    year = max(ds.snapshots['as_of'].dt.year())
-    try: tr, te = F.time_split(ds.snapshots, year, horizon_months)
-    except HRDataError: return None
-    if tr['label'].n_unique() < 2 or te['label'].n_unique() < 2: return None
-    m = clone(model).fit(tr.select(F.FEATURES), tr['label'].to_numpy(), groups=F.groups(tr))
-    p = m.predict_risk(te.select(F.FEATURES))
-    return {'test_year': int(year), 'n_train': tr.height, 'n_test': te.height, **metrics(te['label'].to_numpy(), p)}
+    if ds.kind != 'events' or ds.snapshots is None or ds.tables is None: return {'applicable': False, 'reason': _NO_DATES}
+    year = int(ds.snapshots['as_of'].dt.year().max())
+    cut = dt.date(year - 1, 12, 31)
+    te = ds.snapshots.filter(pl.col('as_of').dt.year() == year)
+    try: tr = F.training_set_as_of(ds.tables, cut, horizon_months, n=ds.snapshots['as_of'].n_unique())
+    except HRDataError as e:
+        return {'applicable': False, 'reason': f"no training snapshot has its {horizon_months}-month label closed by {cut}, "
+                                               f"before the test year {year} ({e})"}
+    for rows, what in ((tr, f'training snapshots (labels closed by {cut})'), (te, f'{year} snapshots')):
+        if rows['label'].n_unique() < 2:
+            return {'applicable': False, 'reason': f"the {what} hold only {'exits' if rows['label'][0] else 'stays'}; AUC needs both"}
+    cols = ds.X.columns
+    m = clone(model).fit(tr.select(cols), tr['label'].to_numpy(), groups=F.groups(tr))
+    y, p = te['label'].to_numpy(), m.predict_risk(te.select(cols))
+    met = metrics(y, p)
+    return {'applicable': True, 'test_year': year,
+            'train_period': {**_period(tr['as_of']), 'labels_closed_by': str(cut)}, 'test_period': _period(te['as_of']),
+            'n_train': tr.height, 'n_train_pos': int(tr['label'].sum()), 'n_test': met.pop('n'), 'n_test_pos': met.pop('n_pos'),
+            **met, 'calibration': calibration_bins(y, p, n_bins, k)}
 
 # %% ../nbs/15_pipeline.ipynb #6a8ff1b0
 def sign_agreement(x:np.ndarray,   # feature values

@@ -10,7 +10,8 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 from polars.testing import assert_frame_equal
 
 from hr_ml.features import (FEATURES, KEYS, PROTECTED_PREFIX, build_features, data_range, truncate_to,
-                            build_training_set, quarterly_dates, time_split, group_kfold, groups)
+                            build_training_set, quarterly_dates, time_split, group_kfold, groups,
+                            training_set_as_of)
 from hr_ml.schema import HRDataError
 
 try:
@@ -206,12 +207,45 @@ def test_training_set_and_splits(hris):
     assert df["label_complete"].all()
     year = df["as_of"].dt.year().max()
     train, test = time_split(df, year)
-    assert (train["as_of"].dt.offset_by("12mo") <= date(year, 1, 1)).all()
+    assert (train["as_of"].dt.offset_by("12mo") < date(year, 1, 1)).all()      # every training label closed before the test year
     assert (test["as_of"].dt.year() == year).all()
+    assert train["as_of"].dt.offset_by("12mo").max() < test["as_of"].min()
     g = groups(df)
     for tr, te in group_kfold(df, n_splits=4, seed=0):
         assert not set(g[tr]) & set(g[te])
 
+
+
+def test_time_split_boundary():
+    "A label window ending on 1 January of the test year is not closed before it: that snapshot is not trained on."
+    df = pl.DataFrame({"as_of": [date(2022, 12, 31), date(2023, 1, 1), date(2024, 3, 31)], "label": [0, 1, 0]})
+    train, test = time_split(df, 2024)
+    assert train["as_of"].to_list() == [date(2022, 12, 31)] and test["as_of"].to_list() == [date(2024, 3, 31)]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_backtest_training_set_knows_nothing_after_the_cut(hris, data):
+    "The back-test's training rows: labels closed by the cut, and every row, label and feature the same when the future is deleted first."
+    first, end = data_range(hris)
+    cut = data.draw(st.dates(min_value=date(end.year - 4, 1, 1), max_value=end - timedelta(days=400)), label="cut")
+    try: past = training_set_as_of(hris, cut, n=4, history_months=None)
+    except HRDataError: return                                                   # nothing to train on by this cut
+    assert (past["as_of"].dt.offset_by("12mo") <= cut).all() and past["label_complete"].all()
+    again = training_set_as_of(truncate_to(hris, cut), cut, n=4, history_months=None)
+    assert_frame_equal(past, again)                                              # the future played no part
+    full = build_training_set(hris, sorted(set(past["as_of"])))                  # the same snapshots from the full export: same rows,
+    dept = ["department", "team_exits_6m"]    # labels and features, but for the department before a first transfer (see nbs/03)
+    assert_frame_equal(past.drop(dept), full.drop(dept), rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_backtest_training_needs_a_year_of_records():
+    "Snapshots before every table has a year of records are not trained on (their 12-month features would count a partial year)."
+    tables, _ = generate(n_employees=300, n_tenants=2, seed=7, years=4)          # records begin 2022-01-01
+    with pytest.raises(HRDataError, match="the data needs more history"):
+        training_set_as_of(tables, date(2023, 12, 31))
+    past = training_set_as_of(generate(n_employees=300, n_tenants=2, seed=7)[0], date(2023, 12, 31))   # six years: from 2020
+    assert past["as_of"].min() >= date(2021, 1, 1) and past["as_of"].n_unique() == 8
 
 def test_bench_smoke(tmp_path):
     "The benchmark runs in a tiny configuration and the pandas reference agrees with hr_ml."
