@@ -172,6 +172,7 @@ def gate_str(g:dict, # one gate: name, value, threshold, passed (and op, blockin
 
 def gate_summary(gates:list[dict], # from `evaluate_gates` (or a run's metrics.json)
                  accepted=(),       # names of failed gates accepted by a sign-off
+                 detail:bool=True,  # name each failed gate with its value and threshold
                 )->str:
     "One line: blocking and advisory gates passed, each failed one with its value and threshold."
     if not gates: return "no gates recorded"
@@ -181,5 +182,5 @@ def gate_summary(gates:list[dict], # from `evaluate_gates` (or a run's metrics.j
         bad = [g for g in gs if not g.get("passed")]
         acc = sum(g["name"] in accepted for g in bad)
         out.append(f"{kind} {len(gs) - len(bad)}/{len(gs)} passed" + (f", {acc} accepted by sign-off" if acc else "")
-                   + (" (failed: " + "; ".join(gate_str(g) + (" [accepted]" if g["name"] in accepted else "") for g in bad) + ")" if bad else ""))
+                   + (" (failed: " + "; ".join(gate_str(g) + (" [accepted]" if g["name"] in accepted else "") for g in bad) + ")" if bad and detail else ""))
     return ", ".join(out)

@@ -211,8 +211,9 @@ def log_run(run_dir:Path|str,          # a complete run folder, e.g. runs/attrit
 
 # %% ../nbs/21_registry.ipynb #932ac579
 class PromotionRefused(HRDataError):
-    "A promotion refused because blocking gates failed; `failed` holds them (not accepted by a sign-off)."
-    def __init__(self, msg:str, failed:list): super().__init__(msg); self.failed = failed
+    "A promotion refused because blocking gates failed: `failed` holds them (those not accepted by a sign-off), `gates` all of them."
+    def __init__(self, msg:str, failed:list, where:str="the run", gates:list=()):
+        super().__init__(msg); self.failed, self.where, self.gates = failed, where, list(gates)
 
 def _waivable(g:dict, policy=None)->bool:
     "Whether gate `g` may be accepted by a sign-off: as recorded with the gate, else by the run's policy (or the defaults)."
@@ -258,7 +259,7 @@ def check_gates(m:dict,             # a run's metrics.json
     if not gates: raise HRDataError(f"{where} has no gates recorded in metrics.json; a model without gate results cannot be promoted, retrain with the current hr_ml (fairness audit and gates run in every training job)")
     bad = [g for g in gates if _blocks(g) and g["name"] not in set(accept)]
     if bad: raise PromotionRefused(f"{where} cannot be promoted, {len(bad)} blocking gate{'s' if len(bad) > 1 else ''} failed: {'; '.join(map(gate_str, bad))} "
-                                   f"({gate_summary(gates, accept)}); the champion is unchanged", bad)
+                                   f"({gate_summary(gates, accept)}); the champion is unchanged", bad, where, gates)
     return gates
 
 def _proxies_of(fairness:dict|None, attribute:str, k:int=3)->list:
