@@ -58,7 +58,8 @@ train: setup  ## train the attrition model on the embedded synthetic HRIS
 	$(BIN)/hr-ml train attrition --employees $(TRAIN_EMPLOYEES) --tenants $(TRAIN_TENANTS) --out $(RUNS)
 
 lab: setup  ## JupyterLab on the project's kernel, bound to 127.0.0.1
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs
+	@if [ "$$(id -u)" = 0 ]; then echo "running as root: adding --allow-root (JupyterLab refuses root otherwise)"; fi
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir nbs $$([ "$$(id -u)" = 0 ] && echo --allow-root || true)
 
 mlflow-ui: setup  ## MLflow UI on 127.0.0.1 for the embedded tracking store (mlruns/)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts

@@ -132,13 +132,26 @@ def train_attrition(data:Optional[Path]=typer.Option(None, "--data", help="HRIS 
         auc = f"AUC {t['auc']:.3f} vs oracle {t['oracle_auc']:.3f} on {t['oracle_as_of']}; " if 'auc' in t else ""
         out_console.print(f"planted truth: {auc}all planted drivers in top {t['top_k']}: {t['all_in_top']}; "
                           f"min sign agreement {t['min_sign_agreement']:.1%}", markup=False)
-    if m.get("gates") is not None:
-        bad = [g["name"] for g in m["gates"] if not g.get("passed") and g.get("blocking", True)]
-        out_console.print(f"gates: {len(m['gates'])-len(bad)}/{len(m['gates'])} passed" + (f"; failed: {', '.join(bad)}" if bad else ""), markup=False)
+    from hr_ml.gates import gate_summary
+    if m.get("gates") is not None: out_console.print(f"gates: {gate_summary(m['gates'])}", markup=False)
     if track:
         from hr_ml.registry import log_run, resolve_uri
         uri = resolve_uri(tracking_uri, root=_store_next_to(out))
-        out_console.print(f"MLflow run id: {log_run(run, uri)} ({uri}); promote with: hr-ml promote {run}", markup=False)
+        out_console.print(f"MLflow run id: {log_run(run, uri)} ({uri})", markup=False)
+    _promotable(run, m)
+
+def _promotable(run:Path, m:dict):
+    "The end of the training summary: whether the run can be promoted, and if not, what to do."
+    import json, yaml
+    from hr_ml.registry import ways_forward
+    bad = [g for g in m.get("gates") or [] if not g.get("passed") and g.get("blocking", True)]
+    if m.get("gates") and not bad:
+        out_console.print(f"promotable: every blocking gate passed; promote with: hr-ml promote {run}", markup=False); return
+    if not m.get("gates"): out_console.print("not promotable: no gates were evaluated", markup=False); return
+    par = yaml.safe_load((run/"params.yaml").read_text()) if (run/"params.yaml").exists() else None
+    fair = json.loads((run/"fairness.json").read_text()) if (run/"fairness.json").exists() else None
+    out_console.print(f"not promotable: {len(bad)} blocking gate{'s' if len(bad) > 1 else ''} failed (hr-ml promote would refuse):", markup=False)
+    out_console.print("\n".join(ways_forward(bad, str(run), par, fair, m.get("policy"))), markup=False)
 
 # %% ../nbs/40_cli.ipynb #ff9becab
 def _store_next_to(runs:Path, # a runs folder (the --out of hr-ml train)
@@ -157,25 +170,59 @@ def _store_for(run:str)->Path|None:
 def promote(run:str=typer.Argument(..., help="run folder (runs/attrition/RUN_ID), its name, or an MLflow run id"),
             name:str=typer.Option("attrition", help="registered model name"),
             tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
+            accept:Optional[List[str]]=typer.Option(None, "--accept", help="a failed, waivable blocking gate to accept by sign-off (repeatable); needs --by and --reason"),
+            by:Optional[str]=typer.Option(None, "--by", help="who accepts the failed gates: a named person, accountable for the decision"),
+            reason:Optional[str]=typer.Option(None, "--reason", help="why they are accepted (kept in the registry and the model card)"),
            ):
-    "Register a run's model and make it `champion`, only if every gate passed; otherwise list the failing gates (exit 2)."
-    from hr_ml.registry import promote as _promote, resolve_uri
+    "Register a run's model and make it `champion` if every blocking gate passed (or was accepted by sign-off); otherwise say what to do (exit 2)."
+    from hr_ml.gates import gate_summary
+    from hr_ml.registry import promote as _promote, resolve_uri, PromotionRefused
     uri = resolve_uri(tracking_uri, root=_store_for(run))
-    r = _promote(run, uri, name=name)
+    try: r = _promote(run, uri, name=name, accept=accept or (), by=by, reason=reason)
+    except PromotionRefused as e: _refused(e, run)
     was = f"was version {r['previous']}" if r["previous"] not in (None, r["version"]) else "unchanged" if r["previous"] == r["version"] else "first champion"
     out_console.print(f"{r['alias']} of '{r['name']}' is now version {r['version']} ({was}): run {r['run']}, "
-                      f"{len(r['gates'])}/{len(r['gates'])} gates passed, sha256 {r['sha256'][:12]}; {uri}", markup=False)
+                      f"gates: {gate_summary(r['gates'], accept or ())}; sha256 {r['sha256'][:12]}; {uri}", markup=False)
+    for s in r["signoffs"]:
+        out_console.print(f"signed off: {s['gate']} accepted by {s['by']} at {s['at_utc']}: {s['reason']} (in the registry and the model card)", markup=False)
+
+def _refused(e, run:str):
+    "Print a refused promotion: the failed blocking gates, one per line, and the two ways forward; exit 2."
+    import json, yaml
+    from hr_ml.gates import gate_summary
+    from hr_ml.registry import ways_forward
+    p = Path(run)
+    rd = lambda f, load: load((p/f).read_text()) if p.is_dir() and (p/f).exists() else None
+    met = rd("metrics.json", json.loads) or {}
+    lines = ways_forward(e.failed, run, rd("params.yaml", yaml.safe_load), rd("fairness.json", json.loads), met.get("policy"))
+    n = len(e.failed)
+    err_console.print(f"error: {e.where} cannot be promoted: {n} blocking gate{'s' if n > 1 else ''} failed; the champion is unchanged "
+                      f"(gates: {gate_summary(e.gates)}). Failed:", markup=False)
+    err_console.print("\n".join(lines[:n]), markup=False)
+    err_console.print("Ways forward:\n" + "\n".join(lines[n:]), markup=False)
+    raise typer.Exit(2)
 
 # %% ../nbs/40_cli.ipynb #ae6336ad
 def _gates_cell(gates:list, # gate results of one version
-                every:bool=False, # list every gate, not only the summary and the ones that did not pass
+                signoffs:list=(), # sign-offs recorded on the version
                )->str:
-    "Gate results in a table cell: 'k/n passed', then one line per gate that failed (FAIL) or was let through as advisory (note)."
-    from hr_ml.registry import gate_str
+    "Gate counts for the table: blocking and advisory passed (as `gate_summary` counts them), and whether failed gates were signed off."
+    from hr_ml.gates import gate_summary
     if not gates: return "none recorded"
-    st = lambda g: "pass" if g.get("passed") else "FAIL" if g.get("blocking", True) else "note"
-    shown = gates if every else [g for g in gates if not g.get("passed")]
-    return "\n".join([f"{sum(bool(g.get('passed')) for g in gates)}/{len(gates)} passed"] + [f"{st(g)} {gate_str(g)}" for g in shown])
+    return gate_summary(gates, {s["gate"] for s in signoffs}, detail=False).replace(", ", "\n")
+
+def _gates_lines(m:dict,           # one version from `list_models`
+                 every:bool=False, # every gate, not only those that did not pass
+                )->list[str]:
+    "Plain lines under the table for one version: its gate summary with the failed gates, its sign-offs, and with `every` each gate."
+    from hr_ml.gates import gate_str, gate_summary
+    acc = {s["gate"] for s in m["signoffs"]}
+    bad = [g for g in m["gates"] if not g.get("passed")]
+    if not (bad or m["signoffs"] or every): return []
+    st = lambda g: "pass" if g.get("passed") else ("FAIL (accepted)" if g["name"] in acc else "FAIL") if g.get("blocking", True) else "note"
+    return ([f"version {m['version']}: gates: {gate_summary(m['gates'], acc)}"]
+            + [f"  signed off: {s['gate']} = {s.get('value')} accepted by {s['by']} at {s.get('at_utc')}: {s['reason']}" for s in m["signoffs"]]
+            + ([f"  {st(g)} {gate_str(g)}" for g in m["gates"]] if every else []))
 
 @app.command()
 @friendly
@@ -183,7 +230,7 @@ def models(name:str=typer.Option("attrition", help="registered model name"),
            tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI; default $HR_ML_TRACKING_URI, else ./mlruns"),
            gates:bool=typer.Option(False, "--gates", help="list every gate of every version, not only those that did not pass"),
           ):
-    "List the registered model's versions: aliases (champion), run, gate results, SHA-256."
+    "List the registered model's versions: aliases (champion), run, gate results, sign-offs, SHA-256."
     from rich.table import Table
     from hr_ml.registry import list_models, resolve_uri
     uri = resolve_uri(tracking_uri)
@@ -196,8 +243,10 @@ def models(name:str=typer.Option("attrition", help="registered model name"),
         t.add_column(c, min_width=w, overflow="fold")
     for m in ms:
         t.add_row(str(m["version"]), ", ".join(m["aliases"]) or "-", m["run"] or m["mlflow_run_id"], m["chosen_model"] or "-",
-                  _gates_cell(m["gates"], gates), (m["sha256"] or "-")[:12], m["created_utc"][:16].replace("T", " "))
+                  _gates_cell(m["gates"], m["signoffs"]), (m["sha256"] or "-")[:12], m["created_utc"][:16].replace("T", " "))
     out_console.print(t)
+    lines = [l for m in ms for l in _gates_lines(m, gates)]
+    if lines: out_console.print("\n".join(lines), markup=False)
 
 # %% ../nbs/40_cli.ipynb #1d90350f
 report_app = typer.Typer(help="Produce a report by running its job notebook into a run folder.", no_args_is_help=True)

@@ -483,6 +483,12 @@ def _warm_row(model:AttritionModel)->dict:
             for f in model.feature_names_}
 
 # %% ../nbs/31_serve.ipynb #492edcb5
+def _numba_serialised()->bool:
+    "True when numba's parallel code runs on the `workqueue` layer, which is not thread-safe: requests must then take turns."
+    import numba
+    try: return numba.threading_layer() == "workqueue"
+    except ValueError: return False  # not initialised after the warm-up: this model's scoring runs no parallel numba code (logistic)
+
 def create_app(model:AttritionModel,          # the model to serve (load_served_model); its registry_ names it in answers
                state:Path,                    # state folder: keys.json, audit_salt, audit/
                max_batch:int=10_000,          # most employees per scoring request
@@ -498,7 +504,6 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from fastapi.security import HTTPBearer, HTTPAuthorizationCredentials
-    import numba
     if not isinstance(max_batch, int) or max_batch < 1: raise HRDataError(f"max_batch={max_batch!r}: use a positive number of employees, e.g. 10000")
     if not isinstance(max_body_bytes, int) or max_body_bytes < 1024: raise HRDataError(f"max_body_bytes={max_body_bytes!r}: use at least 1024 bytes")
     buckets([0.5], cuts)  # checks the cuts
@@ -511,7 +516,7 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
     warm = _warm_row(model)
     score_rows(model, ["warm-up"], warm, k, cuts, small_batch)
     score_rows(model, ["warm-up"] * 2, {f: v * 2 for f, v in warm.items()}, k, cuts, 1)
-    serialised = numba.threading_layer() == "workqueue"
+    serialised = _numba_serialised()
     serial = threading.Lock() if serialised else contextlib.nullcontext()
 
     async def daily_purge():

@@ -22,7 +22,25 @@ def setup(tmp_path_factory):
     tables, _ = generate(n_employees=1200, n_tenants=4, seed=5)
     snap = build_features(tables, dt.date(2024, 12, 31))
     AttritionModel(n_estimators=20, max_depth=3, early_stopping_rounds=None, n_jobs=1).fit(snap.select(FEATURES), snap["label"]).save(d / "run")
+    AttritionModel(kind="logistic").fit(snap.select(FEATURES), snap["label"]).save(d / "logistic")
     return d, snap
+
+
+def _start(*args):
+    "`hr-ml serve ARGS --port 0` in its own process, and its URL once it listens."
+    proc = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", *map(str, args), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url, seen, t0 = None, [], time.time()
+    while time.time() - t0 < 180 and url is None:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None: break
+        seen.append(line)
+        m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        if m: url = m.group(1)
+    if url is None:
+        proc.kill()
+        raise AssertionError("serve did not start:\n" + "".join(seen) + (proc.stdout.read() or ""))
+    return proc, url
 
 
 def test_keys_serve_score_revoke_erase(setup):
@@ -83,3 +101,28 @@ def test_service_commands_bad_input_one_line(setup, args, expect):
     r = hr_ml(*[a.format(d=d) for a in args])
     msg = r.stderr.strip()
     assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg, (r.returncode, r.stdout, msg)
+
+
+def test_serve_logistic_model(setup):
+    "A logistic model runs no numba code, so numba's threading layer is never initialised: serve must still start and score."
+    d, snap = setup
+    state = d / "state_logistic"
+    A = snap["tenant_id"][0]
+    r = hr_ml("keys", "create", "--tenant", A, "--label", "hris", "--state", state)
+    assert r.returncode == 0, r.stderr
+    secret = r.stdout.strip().splitlines()[-1]
+    proc, url = _start("--model", d / "logistic", "--state", state)
+    try:
+        assert httpx.get(f"{url}/health", timeout=30).json() == {"status": "ok"}
+        rows = snap.head(2)
+        body = {"employees": [{"employee_id": r_["employee_id"], "features": {f: r_[f] for f in FEATURES}} for r_ in rows.iter_rows(named=True)]}
+        r = httpx.post(f"{url}/v1/tenants/{A}/attrition/scores", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        risk = AttritionModel.load(d / "logistic").predict_risk(rows.select(FEATURES))
+        got = [e["risk"] for e in r.json()["employees"]]
+        assert len(got) == 2 and max(abs(a - b) for a, b in zip(got, risk)) < 1e-9, (got, risk)
+        assert all(e["drivers"] for e in r.json()["employees"]), r.json()
+    finally:
+        proc.terminate()
+        try: proc.wait(20)
+        except subprocess.TimeoutExpired: proc.kill()
