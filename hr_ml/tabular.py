@@ -15,7 +15,7 @@ from .schema import HRDataError
 
 # %% auto #0
 __all__ = ['demo_truth', 'RECIPE_FORMAT', 'demo_export', 'column_auc', 'find_leaks', 'Prepared', 'prepare_table',
-           'table_features']
+           'table_features', 'table_columns']
 
 # %% ../nbs/04_tabular.ipynb #a70bb04b
 _ROLES = {"Research & Development": (["Research Scientist", "Laboratory Technician", "Manufacturing Director",
@@ -390,6 +390,30 @@ def _bad_cell(source, col, s:pl.Series, bad:pl.Series, what:str, fix:str):
     raise HRDataError(f"{source}, column '{col}', {_where(source, i)}: '{s[i]}' is not {what}{f' ({n:,} cells like this)' if n > 1 else ''}. {fix}",
                       column=col, file=source, rows=n)
 
+def _feature(s:pl.Series, spec:dict, source:str, day=None)->pl.Series:
+    "Column `s` made into the feature `spec` describes (category, binary, date or number); one-line error for a bad cell."
+    import datetime as dt
+    c, kind = s.name, spec["kind"]
+    if kind == "category":
+        if s.dtype.is_float() and s.drop_nulls().is_finite().all() and (s.drop_nulls() == s.drop_nulls().round(0)).all(): s = s.cast(pl.Int64)
+        return s.cast(pl.String)
+    if kind == "binary":
+        v = _to01(s)
+        if (bad := s.is_not_null() & v.is_null()).any(): _bad_cell(source, c, s, bad, "yes/no", "Use Yes/No (or true/false, 1/0) as in the training export")
+        return v
+    if kind == "date":
+        d = _as_date(s, spec.get("format") or "%Y-%m-%d")
+        if (bad := s.is_not_null() & d.is_null()).any():
+            _bad_cell(source, c, s, bad, f"a date ({spec.get('format') or '%Y-%m-%d'})", "Write dates as in the training export")
+        ref = day or dt.date.fromisoformat(spec["ref"])
+        return pl.select((pl.lit(ref, pl.Date) - pl.lit(d)).dt.total_days().cast(pl.Int32).alias(c)).to_series()
+    if s.dtype == pl.Boolean: s = s.cast(pl.Int8)
+    if not s.dtype.is_numeric():
+        v = s.cast(pl.String).str.replace_all(r"^\+", "").cast(pl.Float64, strict=False)
+        if (bad := s.is_not_null() & v.is_null()).any(): _bad_cell(source, c, s, bad, "a number", "Fix the cell or leave it empty")
+        s = v
+    return s
+
 def table_features(df:pl.DataFrame,          # rows of a one-row-per-employee export, as read (CSV text or Parquet types)
                    recipe:dict,              # `Prepared.recipe` of the training export (a model keeps it as `recipe_`)
                    features=None,            # the features to make (default: all of the recipe's)
@@ -418,29 +442,22 @@ def table_features(df:pl.DataFrame,          # rows of a one-row-per-employee ex
         if c in df.columns:
             df = df.with_columns(pl.col(c).cast(pl.String).replace({str(k): None if v is None else str(v) for k, v in recode.items()}))
     day = None if as_of is None else as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
-    out = []
-    for c in features:
-        s, spec = df[c], cols[c]
-        kind = spec["kind"]
-        if kind == "category":
-            if s.dtype.is_float() and s.drop_nulls().is_finite().all() and (s.drop_nulls() == s.drop_nulls().round(0)).all(): s = s.cast(pl.Int64)
-            out.append(s.cast(pl.String))
-        elif kind == "binary":
-            v = _to01(s)
-            if (bad := s.is_not_null() & v.is_null()).any(): _bad_cell(source, c, s, bad, "yes/no", "Use Yes/No (or true/false, 1/0) as in the training export")
-            out.append(v)
-        elif kind == "date":
-            d = _as_date(s, spec.get("format") or "%Y-%m-%d")
-            if (bad := s.is_not_null() & d.is_null()).any():
-                _bad_cell(source, c, s, bad, f"a date ({spec.get('format') or '%Y-%m-%d'})", "Write dates as in the training export")
-            ref = day or dt.date.fromisoformat(spec["ref"])
-            out.append(pl.select((pl.lit(ref, pl.Date) - pl.lit(d)).dt.total_days().cast(pl.Int32).alias(c)).to_series())
-        else:
-            if s.dtype == pl.Boolean: s = s.cast(pl.Int8)
-            if not s.dtype.is_numeric():
-                v = s.cast(pl.String).str.replace_all(r"^\+", "").cast(pl.Float64, strict=False)
-                if (bad := s.is_not_null() & v.is_null()).any(): _bad_cell(source, c, s, bad, "a number", "Fix the cell or leave it empty")
-                s = v
-            out.append(s)
+    out = [_feature(df[c], cols[c], source, day) for c in features]
     ids = df[idcol].cast(pl.String) if idcol else pl.Series("row", [str(i + 1) for i in range(df.height)])
     return pl.DataFrame(out), ids.alias(idcol or "row")
+
+def table_columns(cols:dict,             # feature -> values of a request, as a client sends an export's cells (Yes/No, dates as text)
+                  recipe:dict,           # the model's `recipe_`
+                  as_of=None,            # the day dates count back from (default: the training export's)
+                  source:str="request",  # for errors: 'request, column ..., record N'
+                 )->dict:
+    "A request's Yes/No and date values made into the model's features, as `table_features` makes a file's."
+    import datetime as dt
+    day = None if as_of is None else as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
+    out = dict(cols)
+    for c, vals in cols.items():
+        spec = recipe["columns"].get(c, {})
+        if spec.get("kind") not in ("binary", "date"): continue
+        s = pl.Series(c, [None if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in vals], dtype=pl.String)
+        out[c] = _feature(s.str.strip_chars().replace(_NULLS, None), spec, source, day).to_list()
+    return out

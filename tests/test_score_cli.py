@@ -188,3 +188,29 @@ def test_score_export_bad_cells_one_line(table_runs, case, change, expect):
     msg = r.stderr.strip()
     assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg, (case, msg)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+def test_api_takes_export_records(table_runs, kind, tmp_path):
+    "POST /scores with an export's records as they are (Yes/No, dates as text, numbers as numbers): the same risk as hr-ml score."
+    from fastapi.testclient import TestClient
+    from hr_ml.score import load_model
+    from hr_ml.serve import create_app, create_key
+    d, ds = table_runs
+    m = load_model(d / kind)
+    _, secret = create_key("ACME", tmp_path)
+    client = TestClient(create_app(m, tmp_path))
+    rows = pl.read_csv(d / "export.csv").head(4).to_dicts()
+    body = {"employees": [{"employee_id": str(r["EmployeeNumber"]), "features": {f: r[f] for f in m.feature_names_}} for r in rows]}
+    assert {body["employees"][0]["features"][f] for f in ("OverTime",)} <= {"Yes", "No"}
+    post = lambda b: client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"}, json=b)
+    r = post(body)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose([e["risk"] for e in r.json()["employees"]], m.predict_risk(ds.X.head(4)), atol=1e-9)
+    assert [e["employee_id"] for e in r.json()["employees"]] == ds.ids["employee_id"].head(4).to_list()
+    yes = [0 if e["features"]["OverTime"] == "No" else True for e in body["employees"]]   # 0/1 and true/false are yes/no too
+    r2 = post({"employees": [{**e, "features": {**e["features"], "OverTime": v}} for e, v in zip(body["employees"], yes)]})
+    assert r2.status_code == 200 and r2.json()["employees"] == r.json()["employees"]
+    body["employees"][1]["features"]["OverTime"] = "Maybe"
+    bad = post(body)
+    assert bad.status_code == 422 and "column 'OverTime', record 2: 'Maybe' is not yes/no" in bad.text
