@@ -313,7 +313,8 @@ def _jsonable(v):
     if isinstance(v, np.generic): return v.item()
     return v
 
-_LEARNED = ("feature_names_", "feature_types_", "categories_", "calibrator_", "best_iteration_", "scaler_", "coef_", "intercept_", "design_names_", "design_mean_")
+_LEARNED = ("feature_names_", "feature_types_", "categories_", "calibrator_", "best_iteration_", "scaler_", "coef_", "intercept_", "design_names_", "design_mean_",
+            "recipe_")  # recipe_: how a one-row export becomes the features (hr_ml.tabular.table_features); None otherwise
 
 @patch
 def save(self:AttritionModel, path)->Path:

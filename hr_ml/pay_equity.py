@@ -6,7 +6,7 @@ Docs: https://hr-ml.github.io/hr_ml/pay_equity.html.md"""
 
 # %% ../nbs/13_pay_equity.ipynb #04d57675
 from __future__ import annotations
-import json, math, warnings
+import json, math, re, warnings
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -146,8 +146,9 @@ def pay_table(tables:dict,                 # canonical tables: employees and com
 
 # %% ../nbs/13_pay_equity.ipynb #8242b70a
 def _section(mapping:dict)->dict:
+    "The `pay_equity:` section of a mapping (or the mapping itself when it is that section)."
     m = dict(mapping or {})
-    return dict(m.get("pay_equity") or m)
+    return dict(m.get("pay_equity") or ({} if "target" in m else m))
 
 def _number(df, col, where):
     "Column `col` as Float64: numbers pass, text is stripped of spaces and thousands commas; refuse non-numbers."
@@ -161,46 +162,121 @@ def _number(df, col, where):
         raise HRDataError(f"{where}: column {col}, row {i + 2}: '{s[i]}' is not a number; fix the value.", column=col)
     return x
 
+_PERIODS = {"annual": 1, "yearly": 1, "monthly": 12, "hourly": None}
+_GUESS = {"gender": ("gender", "sex"),
+          "pay": ("base_salary", "basesalary", "annual_salary", "annualsalary", "salary", "base_pay", "basepay", "monthly_income", "monthlyincome", "monthly_salary", "monthlysalary"),
+          "hours": ("weekly_hours", "weeklyhours", "contracted_hours", "contractedhours", "hours_per_week", "hoursperweek"),
+          "categories": ("job_level", "joblevel", "grade", "pay_grade", "paygrade", "level"),
+          "hire_date": ("hire_date", "hiredate", "date_of_hire", "dateofhire", "start_date", "startdate")}
+
+def _guess(df:pl.DataFrame, key:str)->str|None:
+    "The export's column for `key` by its usual names (any case, spaces or underscores), else None."
+    norm = {re.sub(r"[\s_-]+", "_", c.strip().lower()): c for c in df.columns}
+    return next((norm[n] for n in _GUESS[key] if n in norm), None)
+
+def _whole_str(s:pl.Series)->pl.Series:
+    "Values as text; whole floats (3.0) as '3', so that a Parquet and a CSV export give the same labels."
+    if s.dtype.is_float() and (s.drop_nulls() == s.drop_nulls().round(0)).all(): s = s.cast(pl.Int64)
+    return s.cast(pl.String).str.strip_chars()
+
+def _leavers(df:pl.DataFrame, m:dict)->pl.Series|None:
+    "True for the rows a training mapping's `target`/`positive` mark as leavers; None without a target column."
+    from hr_ml.tabular import _as_bool, _to01
+    col, pos = m.get("target"), m.get("positive")
+    if not col or col not in df.columns: return None
+    s = df[col].cast(pl.String).str.strip_chars()
+    yes = True if pos is None else pos if isinstance(pos, bool) else _as_bool(pos)
+    if yes is not None and s.drop_nulls().map_elements(lambda v: _as_bool(v) is not None, return_dtype=pl.Boolean).all():
+        return (_to01(s) == int(yes)).fill_null(False)
+    return (s.str.to_lowercase() == str(pos).strip().lower()).fill_null(False)
+
 def pay_table_from_export(df:pl.DataFrame,  # one row per employee, as read from the user's file
-                          mapping:dict,     # mapping with a `pay_equity:` section (or that section itself)
+                          mapping:dict,     # a mapping with an optional `pay_equity:` section (or that section itself)
                           source:str="export", # name of the file, for messages
+                          as_of=None,       # the day tenure is counted to (default: `pay_equity.as_of`, else the latest hire date)
+                          notes:list|None=None, # a list to which the choices made are appended, one line each
+                          used:dict|None=None,  # a dict that receives the categories and objective factors used
                          )->pl.DataFrame:
-    "The pay table from a one-row-per-employee export, with columns named in the mapping's `pay_equity` section."
-    m = _section(mapping)
-    if not m.get("gender"):
+    "The pay table from a one-row-per-employee export: the mapping's `pay_equity:` section names the columns, usual names are found by themselves."
+    full = dict(mapping or {})
+    m = _section(full)
+    notes = [] if notes is None else notes
+    for k, v in (full.get("defaults") or {}).items():    # columns the export lacks, with one value for everyone
+        if k not in df.columns: df = df.with_columns(pl.lit(v).alias(str(k))); notes.append(f"{k}: not in {source}, {v!r} for everyone (defaults: in the mapping)")
+    for c, recode in (full.get("values") or {}).items():
+        if c in df.columns: df = df.with_columns(pl.col(c).cast(pl.String).str.strip_chars().replace({str(k): None if v is None else str(v) for k, v in recode.items()}))
+    if (left := _leavers(df, full)) is not None and str(m.get("leavers", "exclude")).lower() != "include":
+        if left.any(): notes.append(f"left out {int(left.sum()):,} leavers ({full['target']} = {full.get('positive', 'yes')!r}): the report covers current staff (pay_equity.leavers: include to keep them)")
+        df = df.filter(~left)
+    def col(key, fallback=None):
+        c = m.get(key) or (None if key in m else _guess(df, fallback or key))
+        if c is not None and key not in m: notes.append(f"pay_equity.{key}: using column {c} (name it in the mapping to choose another)")
+        return c
+    gender = col("gender")
+    if not gender:
         raise HRDataError(f"{source}: no gender column; the pay gap compares women and men. Name your gender column in the "
                           f"mapping (pay_equity: {{gender: YourColumn}}).", column="gender")
-    for key in ("base_pay", "hours"):
-        if not m.get(key): raise HRDataError(f"mapping: pay_equity.{key} missing; name the export column that holds it.")
-    cats = m.get("categories") or []
+    pay = m.get("pay") or m.get("base_pay") or col("pay")
+    if not pay: raise HRDataError(f"mapping: pay_equity.pay missing; name the export column that holds basic pay (e.g. pay: AnnualSalary, period: annual).")
+    period = str(m.get("period") or ("monthly" if "month" in pay.lower() else "hourly" if "hour" in pay.lower() else "annual")).lower()
+    if period not in _PERIODS: raise HRDataError(f"mapping: pay_equity.period '{period}' is not one of annual, monthly, hourly.")
+    if "period" not in m: notes.append(f"pay_equity.period: {pay} read as {period} pay (set period: annual, monthly or hourly)")
+    hours = m.get("hours") if "hours" in m else col("hours")
+    if hours is None:
+        hours = 40; notes.append("pay_equity.hours: no contracted hours in the export, everyone counted at 40 hours a week "
+                                 "(name the weekly-hours column, or give a number, e.g. hours: 37.5)")
+    cats = m.get("categories") or ([] if "categories" in m else [c for c in [col("categories")] if c])
     cats = [cats] if isinstance(cats, str) else list(cats)
     if not cats: raise HRDataError("mapping: pay_equity.categories missing; list the export columns that define a category "
                                    "of workers (e.g. [JobFamily, Grade]).")
     facs = m.get("factors") or {}
-    facs = {c: c for c in facs} if isinstance(facs, (list, tuple)) else dict(facs)
-    named = {"gender": m["gender"], "base_pay": m["base_pay"], "hours": m["hours"], **({"variable_pay": m["variable_pay"]} if m.get("variable_pay") else {}),
-             **({"currency": m["currency"]} if m.get("currency") else {}), **({"id": m["id"]} if m.get("id") else {})}
-    for c in [*named.values(), *cats, *facs]:
+    facs = {facs: facs} if isinstance(facs, str) else dict(facs) if isinstance(facs, dict) else {c: c for c in facs}
+    categorical = m.get("categorical") or []
+    categorical = {categorical} if isinstance(categorical, str) else set(categorical)
+    hire = m.get("hire_date") if "hire_date" in m else col("hire_date")
+    idc = m.get("id") or full.get("id")
+    named = [gender, pay, *([hours] if isinstance(hours, str) else []), *[m[k] for k in ("variable_pay", "currency") if m.get(k)],
+             *([idc] if idc else []), *([hire] if hire else [])]
+    for c in [*named, *cats, *facs, *categorical]:
         if c not in df.columns: raise HRDataError(f"{source}: column '{c}' (named in the mapping) not found; columns are "
                                                   f"{', '.join(df.columns[:12])}{' ...' if df.width > 12 else ''}. Fix the mapping.", column=c)
+    if (odd := next((c for c in categorical if c not in cats and c not in facs), None)):
+        raise HRDataError(f"mapping: pay_equity.categorical names {odd}, which is neither a category nor a factor; add it to factors or remove it.", column=odd)
     gv = {str(k).strip().lower(): v for k, v in (m.get("gender_values") or {}).items()}
-    g = df[m["gender"]].cast(pl.String).str.strip_chars().str.to_lowercase()
+    g = df[gender].cast(pl.String).str.strip_chars().str.to_lowercase()
     g = g.replace(gv) if gv else g
     g = g.replace({"f": "female", "w": "female", "woman": "female", "m": "male", "man": "male"}).fill_null("undisclosed")
     if g.is_in(list(BINARY)).sum() == 0 and g.n_unique() <= 1 and df.height and g[0] == "undisclosed":
-        raise HRDataError(f"{source}: no gender column values (column {m['gender']} is empty); the pay gap compares women and men.", column="gender")
-    out = pl.DataFrame({"employee_id": df[m["id"]].cast(pl.String) if "id" in named else pl.Series([f"row{i + 2}" for i in range(df.height)]),
+        raise HRDataError(f"{source}: no gender column values (column {gender} is empty); the pay gap compares women and men.", column="gender")
+    out = pl.DataFrame({"employee_id": df[idc].cast(pl.String) if idc else pl.Series([f"row{i + 2}" for i in range(df.height)]),
                         "gender": g})
-    out = out.with_columns(df.select([pl.col(c).cast(pl.String).str.strip_chars() if df[c].dtype == pl.String else pl.col(c) for c in cats]))
+    out = out.with_columns([_whole_str(df[c]).alias(c) for c in cats])
     for c, new in facs.items():
+        if c in cats and new == c: continue
         s = df[c]
-        if s.dtype == pl.String:
+        if c in categorical: s = _whole_str(s)
+        elif s.dtype == pl.String:
             x = s.str.strip_chars().cast(pl.Float64, strict=False)
             s = x if x.null_count() == s.str.strip_chars().replace("", None).null_count() else s.str.strip_chars()
+        elif s.dtype.is_numeric(): s = s.cast(pl.Float64)
         out = out.with_columns(s.alias(new))
-    out = out.with_columns(_category(cats), weekly_hours=_number(df, m["hours"], source), base_salary=_number(df, m["base_pay"], source),
-                           variable_pay=_number(df, m["variable_pay"], source) if "variable_pay" in named else pl.lit(0.0))
-    if "currency" in named: out = out.with_columns(currency=df[m["currency"]].cast(pl.String).str.strip_chars().str.to_uppercase())
+    if hire:
+        from hr_ml.tabular import _date_fmt, _as_date as _tab_date
+        fmt = _date_fmt(df[hire])
+        if fmt is None: raise HRDataError(f"{source}: column {hire} (pay_equity.hire_date) does not hold dates (e.g. 2019-03-01); fix it or name another column.", column=hire)
+        d = _tab_date(df[hire], fmt)
+        day = _as_date(as_of or m.get("as_of")) or d.max()
+        if not (as_of or m.get("as_of")): notes.append(f"tenure_years: years from {hire} to {day}, the latest hire date in the export (pay_equity.as_of to set the export's date)")
+        out = out.with_columns(tenure_years=pl.select((pl.lit(day, pl.Date) - pl.lit(d)).dt.total_days() / 365.25).to_series())
+    h = pl.Series([float(hours)] * df.height) if not isinstance(hours, str) else _number(df, hours, source)
+    f = _PERIODS[period]
+    annual = lambda c: _number(df, c, source) * (h * 52 if f is None else f)
+    out = out.with_columns(_category(cats), weekly_hours=h, base_salary=annual(pay),
+                           variable_pay=annual(m["variable_pay"]) if m.get("variable_pay") else pl.lit(0.0))
+    if used is not None:
+        used.update(categories=cats, factors=list(dict.fromkeys([*cats, *[n for c, n in facs.items() if not (c in cats and n == c)],
+                                                                  *(["tenure_years"] if hire else [])])))
+    if m.get("currency"): out = out.with_columns(currency=df[m["currency"]].cast(pl.String).str.strip_chars().str.to_uppercase())
     out = _convert(out, m.get("rates"), source)
     return _check_pay(out, source)
 
@@ -331,7 +407,7 @@ def _ols_gap(df:pl.DataFrame, factors, col="hourly_base")->dict|None:
             lo, hi = r.conf_int(0.05)[1]
             return {"beta_female": b, "se_hc3": se, "adjusted_gap_pct": 100 * (1 - math.exp(b)),
                     "ci95": [100 * (1 - math.exp(hi)), 100 * (1 - math.exp(lo))], "p_value": float(r.pvalues[1]),
-                    "n": int(len(y)), "factors_used": fs, "df_resid": float(r.df_resid)}
+                    "n": int(len(y)), "factors_used": fs, "terms": names, "df_resid": float(r.df_resid)}
     return None
 
 def category_gaps(pay:pl.DataFrame,     # the pay table
@@ -454,6 +530,7 @@ def report(pay:pl.DataFrame,      # the pay table
            "unexplained_gap_pct": S if ug["suppressed"] else _r(ug["adjusted_gap_pct"]),
            "unexplained_gap_ci95": [S, S] if ug["suppressed"] else [_r(x) for x in ug["ci95"]],
            "unexplained_gap_method": "OLS of log hourly basic pay on gender + objective factors, HC3 standard errors; gap = 1 - exp(beta_female)",
+           "unexplained_gap_terms": S if ug["suppressed"] else ug["terms"],   # the regression's terms: a categorical factor as one indicator per level
            "oaxaca_blinder": S if ug["suppressed"] else {key: (_r(v) if isinstance(v, float) else [_r(x) for x in v] if key == "unexplained_ci95" else v)
                                                       for key, v in ug["oaxaca_blinder"].items()},
            "categories": _json_cats(cats, k),
@@ -527,6 +604,7 @@ class PayData:
     factors:list               # objective factors for the unexplained gap
     as_of:str|None=None        # the report date (HRIS data)
     truth:dict|None=None       # planted truth (synthetic data)
+    notes:list|None=None       # one-line notes on the choices made (a one-row export: columns found, leavers left out, hours assumed)
     def __repr__(self): return f"PayData({self.source}: {self.pay.height:,} employees, categories {' x '.join(self.categories)}, as of {self.as_of})"
 
 def load_pay(data=None,                # HRIS folder, a one-row export (with a pay_equity mapping), or None: synthetic HRIS
@@ -552,15 +630,13 @@ def load_pay(data=None,                # HRIS folder, a one-row export (with a p
                        list(factors or FACTORS), str(_as_date(as_of) or truth["end_date"]), truth)
     p = Path(data)
     if not p.exists(): raise HRDataError(f"{p}: data not found. Check --data.")
-    if m.get("pay_equity"):
-        if not p.is_file(): raise HRDataError(f"{p}: a pay_equity mapping describes a one-row-per-employee file; point --data at the file.")
-        sec = {**m["pay_equity"], **({"rates": rates} if rates else {})}
-        pay = pay_table_from_export(_read_raw(p, "export", m), sec, p.name)
-        cats = sec.get("categories") or []
-        cats = [cats] if isinstance(cats, str) else list(cats)
-        fac = sec.get("factors") or []
-        fac = list(fac.values()) if isinstance(fac, dict) else list(fac)
-        return PayData(pay, p.name, cats, list(factors or [*cats, *fac]), str(as_of) if as_of else None)
+    if p.is_file() and (m.get("pay_equity") or m.get("target")):   # a one-row export: the training mapping serves as it is
+        sec = {**(m.get("pay_equity") or {}), **({"rates": rates} if rates else {})}
+        notes, used = [], {}
+        pay = pay_table_from_export(_read_raw(p, "export", m), {**m, "pay_equity": sec}, p.name, as_of, notes, used)
+        day = _as_date(as_of or sec.get("as_of"))
+        return PayData(pay, p.name, used["categories"], list(factors or used["factors"]), str(day) if day else None, notes=notes)
+    if m.get("pay_equity"): raise HRDataError(f"{p}: a pay_equity mapping describes a one-row-per-employee file; point --data at the file.")
     tables = read_hris(p, m)
     truth = json.loads((p / "truth.json").read_text()) if p.is_dir() and (p / "truth.json").exists() else None
     pay = pay_table(tables, as_of, categories, tenant, rates)

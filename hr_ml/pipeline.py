@@ -34,6 +34,7 @@ class Dataset:
     tables:dict|None=None     # the HRIS tables (events only)
     truth:dict|None=None      # planted truth (synthetic only)
     snapshots:pl.DataFrame|None=None  # the full snapshot frame (events only)
+    recipe:dict|None=None     # how the features were made from the export (table only; the model keeps it to score new rows)
     def __repr__(self): return f"Dataset({self.kind}, {self.source}: {len(self.y):,} rows, {self.X.width} features, {int(self.y.sum()):,} exits)"
 
 # %% ../nbs/15_pipeline.ipynb #cf6bfa93
@@ -78,7 +79,7 @@ def load_dataset(data:str|Path|None=None,  # HRIS folder, single file, or None f
         prep = prepare_table(read_export(p, m), m, source=p.name, n_splits=n_splits)
         ids = pl.DataFrame({'employee_id': prep.ids.cast(pl.String)})
         return Dataset(X=prep.X, y=prep.y, groups=prep.groups, ids=ids, protected=prep.protected, kind='table',
-                       source=p.name, notes=prep.notes, leaks=prep.leaks)
+                       source=p.name, notes=prep.notes, leaks=prep.leaks, recipe=prep.recipe)
     tables = read_hris(p, m)
     validate(tables)
     truth = json.loads((p/'truth.json').read_text()) if p.is_dir() and (p/'truth.json').exists() else None
@@ -101,6 +102,7 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
     reason = cmp['reason'] if kind == 'auto' else (f"{kind} chosen by the job's parameters (mean CV ROC-AUC: " +
               ", ".join(f"{k} {v['roc_auc']}" for k, v in cmp['summary'].items()) + ").")
     model = AttritionModel(kind=chosen, **{k: v for k, v in params.items() if k != 'kind'}).fit(ds.X, ds.y, groups=ds.groups)
+    model.recipe_ = ds.recipe   # saved in model.json: scoring makes a new export's features the same way
     ok = lambda o: np.isfinite(o)
     cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'],   # + the reliability table of the out-of-fold risks
               'calibration': calibration_bins(ds.y[ok(v['oof'])], v['oof'][ok(v['oof'])])} for k, v in cmp['cv'].items()}

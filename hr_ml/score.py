@@ -157,16 +157,33 @@ def load_model(ref:str|Path="champion",   # a registry alias ('champion') or a r
     return load_champion(name, tracking_uri, alias=str(ref))
 
 # %% ../nbs/30_score.ipynb #91d2ae7f
-def score_inputs(data:str|Path,             # features file (Parquet/CSV) or an HRIS export folder
+def _table_inputs(p:Path, model:AttritionModel, mapping=None, as_of=None):
+    "A one-row-per-employee export, its features made by the model's recipe: (features with employee_id, id columns, as_of)."
+    import datetime as dt
+    from hr_ml.io import load_mapping, check_mapping, _read_raw
+    from hr_ml.tabular import table_features
+    if not (p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".txt", ".parquet", ".pq")):
+        raise HRDataError(f"{p}: the model was trained on a one-row-per-employee export; pass one CSV or Parquet file with the same columns")
+    m = load_mapping(mapping) if isinstance(mapping, (str, Path)) else check_mapping(mapping)
+    rec = model.recipe_
+    df = _read_raw(p, "export", check_mapping({**rec.get("mapping", {}), **{k: v for k, v in m.items() if k in ("delimiter", "decimal", "encoding")}}))
+    X, ids = table_features(df, rec, model.feature_names_, m, p.name, as_of)
+    tenant = m.get("tenant") or rec.get("mapping", {}).get("tenant")
+    key = ([pl.lit(str(tenant)).alias("tenant_id")] if tenant else []) + [ids.alias("employee_id")]
+    day = None if as_of is None else as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
+    return X.with_columns(key), (["tenant_id"] if tenant else []) + ["employee_id"], day
+
+def score_inputs(data:str|Path,             # features file (Parquet/CSV), an HRIS export folder, or a one-row-per-employee export
                  model:AttritionModel,      # the model (its feature names decide what a features file must hold)
-                 mapping=None,              # column mapping (YAML path or dict) for an HRIS export
-                 as_of=None,                # snapshot date for an HRIS export (default: its last date)
+                 mapping=None,              # column mapping (YAML path or dict) for an HRIS or one-row export (default: the model's own)
+                 as_of=None,                # snapshot date for an HRIS export (default: its last date); a one-row export's dates count back from it
                 ):
-    "Features to score from a features file or an HRIS export: (features, id columns, as_of)."
+    "Features to score from a features file, an HRIS export, or (for a model trained on one) a one-row export: (features, id columns, as_of)."
     import datetime as dt
     from hr_ml import features as F
     p = Path(data)
     if not p.exists(): raise HRDataError(f"{p}: data not found. Check --data.")
+    if getattr(model, "recipe_", None): return _table_inputs(p, model, mapping, as_of)
     if p.is_file() and p.suffix.lower() in (".parquet", ".csv"):
         lf = pl.scan_parquet(p) if p.suffix.lower() == ".parquet" else pl.scan_csv(p, try_parse_dates=True)
         try: names = lf.collect_schema().names()

@@ -14,7 +14,7 @@ import os, re, sys, json, hmac, time, uuid, fcntl, hashlib, secrets, weakref, th
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 import numpy as np, polars as pl, xgboost as xgb
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError, create_model
 from pydantic_core import to_json
 import hr_ml
 from .schema import HRDataError
@@ -257,6 +257,9 @@ def _integral(v):
 
 def _value_type(model:AttritionModel, f:str, nullable:bool|None=None):
     "The strict pydantic type of feature `f`."
+    kind = ((getattr(model, "recipe_", None) or {}).get("columns") or {}).get(f, {}).get("kind")   # a one-row export's model
+    if kind == "binary": return Optional[Union[StrictBool, Annotated[int, Field(strict=True, ge=0, le=1)], Annotated[StrictStr, Field(max_length=20)]]]
+    if kind == "date": return Optional[Annotated[StrictStr, Field(max_length=40)]]
     d = _dtype(model, f)
     if d == pl.String: t = Annotated[StrictStr, Field(max_length=200)]
     elif d == pl.Int8: t = Annotated[int, Field(strict=True, ge=0, le=1), BeforeValidator(_integral)]  # (a Field after the validator would lose its bounds in the JSON schema)
@@ -345,7 +348,11 @@ def request_models(model:AttritionModel,  # the served model
 def _columns(model:AttritionModel, rows:list)->dict:
     "Feature name -> list of values, from validated feature models (field f{i} is feature i)."
     ds = [r.__dict__ for r in rows]
-    return {f: [d[f"f{i}"] for d in ds] for i, f in enumerate(model.feature_names_)}
+    cols = {f: [d[f"f{i}"] for d in ds] for i, f in enumerate(model.feature_names_)}
+    if getattr(model, "recipe_", None):  # a one-row export's model: Yes/No and dates as in the export, made into its features
+        from hr_ml.tabular import table_columns
+        cols = table_columns(cols, model.recipe_)
+    return cols
 
 def _unseen(model:AttritionModel, cols:dict)->list[list[str]]:
     "Per row: warnings for categories the model never saw in training."

@@ -14,7 +14,8 @@ import polars as pl
 from .schema import HRDataError
 
 # %% auto #0
-__all__ = ['demo_truth', 'demo_export', 'column_auc', 'find_leaks', 'Prepared', 'prepare_table']
+__all__ = ['demo_truth', 'RECIPE_FORMAT', 'demo_export', 'column_auc', 'find_leaks', 'Prepared', 'prepare_table',
+           'table_features', 'table_columns']
 
 # %% ../nbs/04_tabular.ipynb #a70bb04b
 _ROLES = {"Research & Development": (["Research Scientist", "Laboratory Technician", "Manufacturing Director",
@@ -122,16 +123,26 @@ def _to01(s:pl.Series)->pl.Series:
 
 _DATE_FMTS = ("%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d")
 
-def _parse_dates(s:pl.Series)->pl.Series|None:
-    "`s` as a Date column if it holds dates (Date, Datetime, or text in one common format), else None."
-    if s.dtype == pl.Date: return s
-    if s.dtype == pl.Datetime: return s.dt.date()
+def _date_fmt(s:pl.Series)->str|None:
+    "How `s` holds dates: '' for a Date or Datetime column, the common text format (98% of filled cells parse), else None."
+    if s.dtype in (pl.Date, pl.Datetime): return ""
     if s.dtype != pl.String or s.null_count() == len(s): return None
     filled = len(s) - s.null_count()
     for f in _DATE_FMTS:
         d = s.str.to_date(f, strict=False)
-        if filled - (len(d) - d.null_count()) <= .02 * filled: return d
+        if filled - (len(d) - d.null_count()) <= .02 * filled: return f
     return None
+
+def _as_date(s:pl.Series, fmt:str)->pl.Series:
+    "`s` as Date, read with `fmt` ('' for Date/Datetime columns); unreadable text becomes null."
+    if s.dtype == pl.Date: return s
+    if s.dtype == pl.Datetime: return s.dt.date()
+    return s.cast(pl.String).str.to_date(fmt or "%Y-%m-%d", strict=False)
+
+def _parse_dates(s:pl.Series)->pl.Series|None:
+    "`s` as a Date column if it holds dates (Date, Datetime, or text in one common format), else None."
+    f = _date_fmt(s)
+    return None if f is None else _as_date(s, f)
 
 # %% ../nbs/04_tabular.ipynb #a444f69f
 def _rank_auc(score:np.ndarray, y:np.ndarray)->float:
@@ -226,6 +237,7 @@ class Prepared:
     leaks:list=field(default_factory=list)  # probable leaks: dicts column, auc, how, action, note
     source:str="export.csv" # the file it came from
     tenant:str|None=None    # the mapping's tenant id
+    recipe:dict=field(default_factory=dict) # how each feature was made: what `table_features` needs to score new rows
     @property
     def categorical(self)->list: return [c for c, t in self.X.schema.items() if t == pl.String]
     def __repr__(self): return (f"Prepared({self.source}: {len(self.y)} rows, {self.X.width} features, "
@@ -279,6 +291,10 @@ def _target(df, m, source):
     return y, known
 
 # %% ../nbs/04_tabular.ipynb #5931c1d3
+RECIPE_FORMAT = "hr_ml.table/1"
+_RECIPE_KEYS = ("id", "target", "positive", "protected", "drop", "keep", "categorical", "values", "tenant",
+                "delimiter", "decimal", "encoding")   # what a model keeps of its mapping (never a salt)
+
 def prepare_table(df:pl.DataFrame,         # one row per employee, as read from the user's file
                   mapping:dict,            # id, target, positive, protected, drop, keep, categorical, values, tenant, leak_auc
                   source:str="export.csv", # the file's name, for notes and errors
@@ -334,16 +350,19 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
     if idlike: notes.append(f"dropped id-like columns (a different value in every row): {', '.join(idlike)}")
     X = X.drop(empty + const + idlike)
     # 4. types
-    cats, conv, dates = set(_names(m, "categorical")), {}, {}
+    cats, conv, dates, kinds = set(_names(m, "categorical")), {}, {}, {}
     for c in X.columns:
         s = X[c]
-        if c in cats or s.dtype in (pl.Categorical, pl.Enum): conv[c] = s.cast(pl.String)
-        elif s.dtype == pl.Boolean or _is_binary(s): conv[c] = _to01(s)
-        elif (d := _parse_dates(s)) is not None:
+        if c in cats or s.dtype in (pl.Categorical, pl.Enum): conv[c] = s.cast(pl.String); kinds[c] = {"kind": "category"}
+        elif s.dtype == pl.Boolean or _is_binary(s): conv[c] = _to01(s); kinds[c] = {"kind": "binary"}
+        elif (f := _date_fmt(s)) is not None:
+            d = _as_date(s, f)
             conv[c] = (d.max() - d).dt.total_days().cast(pl.Int32)
+            kinds[c] = {"kind": "date", "format": f, "ref": d.max().isoformat()}
             dates[c] = f"{c}: dates turned into days before the column's latest date ({d.max()})"
         elif not (s.dtype.is_numeric() or s.dtype == pl.String):
             conv[c] = None; notes.append(f"dropped {c}: unsupported type {s.dtype}")
+        else: kinds[c] = {"kind": "number" if s.dtype.is_numeric() else "category"}
     X = X.with_columns([v.alias(c) for c, v in conv.items() if v is not None]).drop([c for c, v in conv.items() if v is None])
     # 5. probable leaks
     leaks = find_leaks(X, y, groups, keep, float(m.get("leak_auc", .95)), float(m.get("suspect_auc", .8)), tcol)
@@ -354,5 +373,91 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
     if (ndup := len(groups) - len(np.unique(groups))):
         notes.append(f"{ndup} rows are exact copies of another row: kept, and cross-validation keeps copies in one fold;"
                      " remove them from the export if they are mistakes")
+    recipe = {"format": RECIPE_FORMAT, "mapping": {k: m[k] for k in _RECIPE_KEYS if m.get(k) is not None},
+              "columns": {c: kinds[c] for c in X.columns}}
     return Prepared(X=X, y=y, ids=ids.alias(idcol or "row"), protected=df.select(protected).rename(lambda c: f"prot_{c}"),
-                    groups=groups, notes=notes, leaks=leaks, source=source, tenant=m.get("tenant"))
+                    groups=groups, notes=notes, leaks=leaks, source=source, tenant=m.get("tenant"), recipe=recipe)
+
+# %% ../nbs/04_tabular.ipynb #4f5bd1d7
+def _where(source:str, i:int)->str:
+    "Row `i` (0-based) as the user finds it: the line of a text file (after the header), a record of a Parquet file or a request."
+    return f"row {i + 2}" if str(source).lower().endswith((".csv", ".tsv", ".txt")) else f"record {i + 1}"
+
+def _bad_cell(source, col, s:pl.Series, bad:pl.Series, what:str, fix:str):
+    "Raise a one-line `HRDataError` for the first cell where `bad` holds."
+    i = int(bad.fill_null(False).arg_true()[0])
+    n = int(bad.fill_null(False).sum())
+    raise HRDataError(f"{source}, column '{col}', {_where(source, i)}: '{s[i]}' is not {what}{f' ({n:,} cells like this)' if n > 1 else ''}. {fix}",
+                      column=col, file=source, rows=n)
+
+def _feature(s:pl.Series, spec:dict, source:str, day=None)->pl.Series:
+    "Column `s` made into the feature `spec` describes (category, binary, date or number); one-line error for a bad cell."
+    import datetime as dt
+    c, kind = s.name, spec["kind"]
+    if kind == "category":
+        if s.dtype.is_float() and s.drop_nulls().is_finite().all() and (s.drop_nulls() == s.drop_nulls().round(0)).all(): s = s.cast(pl.Int64)
+        return s.cast(pl.String)
+    if kind == "binary":
+        v = _to01(s)
+        if (bad := s.is_not_null() & v.is_null()).any(): _bad_cell(source, c, s, bad, "yes/no", "Use Yes/No (or true/false, 1/0) as in the training export")
+        return v
+    if kind == "date":
+        d = _as_date(s, spec.get("format") or "%Y-%m-%d")
+        if (bad := s.is_not_null() & d.is_null()).any():
+            _bad_cell(source, c, s, bad, f"a date ({spec.get('format') or '%Y-%m-%d'})", "Write dates as in the training export")
+        ref = day or dt.date.fromisoformat(spec["ref"])
+        return pl.select((pl.lit(ref, pl.Date) - pl.lit(d)).dt.total_days().cast(pl.Int32).alias(c)).to_series()
+    if s.dtype == pl.Boolean: s = s.cast(pl.Int8)
+    if not s.dtype.is_numeric():
+        v = s.cast(pl.String).str.replace_all(r"^\+", "").cast(pl.Float64, strict=False)
+        if (bad := s.is_not_null() & v.is_null()).any(): _bad_cell(source, c, s, bad, "a number", "Fix the cell or leave it empty")
+        s = v
+    return s
+
+def table_features(df:pl.DataFrame,          # rows of a one-row-per-employee export, as read (CSV text or Parquet types)
+                   recipe:dict,              # `Prepared.recipe` of the training export (a model keeps it as `recipe_`)
+                   features=None,            # the features to make (default: all of the recipe's)
+                   mapping:dict|None=None,   # a mapping whose id, values, tenant... override the recipe's
+                   source:str="export.csv",  # the file's name, for errors
+                   as_of=None,               # the day date columns count back from (default: the training export's, in the recipe)
+                  )->tuple[pl.DataFrame, pl.Series]:
+    "Features and ids of new rows, made exactly as `prepare_table` made the training rows."
+    import datetime as dt
+    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
+        raise HRDataError(f"the model has no recipe of format {RECIPE_FORMAT}; it was not trained on a one-row-per-employee export (train it again)")
+    m = {**recipe.get("mapping", {}), **{k: v for k, v in (mapping or {}).items() if k in _RECIPE_KEYS and v is not None}}
+    cols = recipe["columns"]
+    features = list(cols) if features is None else list(features)
+    if (c := next((c for c in features if c not in cols), None)): raise HRDataError(f"feature '{c}' is not in the model's recipe; pass the model's own features")
+    idcol = m.get("id")
+    df = _strip(df)
+    need = [c for c in dict.fromkeys(features + ([idcol] if idcol else []))]
+    if (miss := [c for c in need if c not in df.columns]):
+        more = f" (and {len(miss) - 1} more: {', '.join(miss[1:4])}{' ...' if len(miss) > 4 else ''})" if len(miss) > 1 else ""
+        raise _err(source, miss[0], f"{'the id column' if miss[0] == idcol else 'the model was trained on this column'} but the file lacks it{more}",
+                   "Export the same columns as for training")
+    df = df.select(need)
+    df = df.with_columns([num for c in df.columns if (num := _numbers(df[c])) is not None])
+    for c, recode in (m.get("values") or {}).items():
+        if c in df.columns:
+            df = df.with_columns(pl.col(c).cast(pl.String).replace({str(k): None if v is None else str(v) for k, v in recode.items()}))
+    day = None if as_of is None else as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
+    out = [_feature(df[c], cols[c], source, day) for c in features]
+    ids = df[idcol].cast(pl.String) if idcol else pl.Series("row", [str(i + 1) for i in range(df.height)])
+    return pl.DataFrame(out), ids.alias(idcol or "row")
+
+def table_columns(cols:dict,             # feature -> values of a request, as a client sends an export's cells (Yes/No, dates as text)
+                  recipe:dict,           # the model's `recipe_`
+                  as_of=None,            # the day dates count back from (default: the training export's)
+                  source:str="request",  # for errors: 'request, column ..., record N'
+                 )->dict:
+    "A request's Yes/No and date values made into the model's features, as `table_features` makes a file's."
+    import datetime as dt
+    day = None if as_of is None else as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
+    out = dict(cols)
+    for c, vals in cols.items():
+        spec = recipe["columns"].get(c, {})
+        if spec.get("kind") not in ("binary", "date"): continue
+        s = pl.Series(c, [None if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in vals], dtype=pl.String)
+        out[c] = _feature(s.str.strip_chars().replace(_NULLS, None), spec, source, day).to_list()
+    return out

@@ -239,3 +239,80 @@ def test_bad_input_one_line_no_run(cli, case):
     assert len(msg.splitlines()) == 1 and msg.startswith("error: "), msg
     for w in BAD[case][2]: assert w.lower() in msg.lower(), (w, msg)
     assert runs_in(d / case) == []                                       # no run folder, no temporary left behind
+
+
+# ---------------------------------------------------------------- one mapping file for training, scoring and pay equity
+def readme_mapping() -> str:
+    "The mapping.yaml of the README's one-row-export section, exactly as a user copies it."
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    sec = text[text.index("### A one-row-per-employee export"):]
+    return sec[sec.index("cat > mapping.yaml <<'YAML'\n") + len("cat > mapping.yaml <<'YAML'\n"):sec.index("\nYAML\n")] + "\n"
+
+
+@pytest.fixture(scope="module")
+def readme_export(tmp_path_factory):
+    "The README's commands on a small demo export: train, score the same file with the run, pay-equity report."
+    from hr_ml.tabular import demo_export
+    d = tmp_path_factory.mktemp("readme")
+    demo_export(n=500, seed=3).write_csv(d / "export.csv")
+    (d / "mapping.yaml").write_text(readme_mapping())
+    common = ["--data", d / "export.csv", "--mapping", d / "mapping.yaml", "--no-progress"]
+    with ThreadPoolExecutor(2) as ex:
+        tr = ex.submit(hr_ml, "train", "attrition", *common, "-p", "n_splits=3", "-p", "n_repeats=1",
+                       "-p", "model_params={n_estimators: 30}", "-p", "n_boot=20", "--no-track", "--out", d / "runs")
+        pe = ex.submit(hr_ml, "report", "pay-equity", *common, "-p", "n_boot=20", "--out", d / "runs")
+        tr, pe = tr.result(), pe.result()
+    return d, tr, pe
+
+
+def test_readme_mapping_trains_scores_and_reports(readme_export):
+    d, tr, pe = readme_export
+    assert "pay_equity:" in readme_mapping() and "target: Attrition" in readme_mapping()
+    assert tr.returncode == 0, tr.stdout[-3000:] + tr.stderr[-3000:]
+    assert pe.returncode == 0, pe.stdout[-3000:] + pe.stderr[-3000:]
+    (run,) = sorted((d / "runs" / "attrition").iterdir())
+    sc = hr_ml("score", "--model", run, "--data", d / "export.csv", "--out", d / "scores.parquet", "--no-progress")
+    assert sc.returncode == 0, sc.stdout + sc.stderr
+    s = pl.read_parquet(d / "scores.parquet")
+    ids = pl.read_csv(d / "export.csv")["EmployeeNumber"].cast(pl.String)
+    assert s["employee_id"].to_list() == ids.to_list() and {"risk", "bucket", "driver_1_text"} <= set(s.columns)
+    (rep,) = runs_in(d / "runs")
+    m = json.loads((rep / "indicators.json").read_text())
+    staff = pl.read_csv(d / "export.csv").filter(pl.col("Attrition") == "No")
+    assert m["n_female"] + m["n_male"] == staff.height                   # current staff only: the leavers are left out
+    assert m["objective_factors"] == ["JobLevel", "JobRole", "Education", "tenure_years"]
+    terms = m["unexplained_gap_terms"]
+    # Education (1-5) declared categorical: one indicator per level, no slope; JobLevel (a category) likewise
+    assert {"Education=2", "Education=5", "JobLevel=2"} <= set(terms) and "Education" not in terms and "JobLevel" not in terms
+    assert "tenure_years" in terms and isinstance(m["unexplained_gap_pct"], float)
+    assert [c["category"] for c in m["categories"]] == sorted(staff["JobLevel"].cast(pl.String).unique().to_list())
+
+
+def test_numeric_factor_is_a_slope_unless_declared_categorical(tmp_path):
+    from hr_ml.tabular import demo_export
+    demo_export(n=400, seed=5).write_csv(tmp_path / "export.csv")
+    base = "target: Attrition\npositive: 'Yes'\npay_equity:\n  hours: 40\n  factors: [Education]\n"
+    terms = {}
+    for name, extra in (("slope", ""), ("categorical", "  categorical: [Education]\n")):
+        pd_ = PE.load_pay(tmp_path / "export.csv", {**__import__("yaml").safe_load(base + extra)})
+        rep, _ = PE.report(pd_.pay, 5, pd_.factors, 0, 0, 5.0, pd_.categories)
+        terms[name] = rep["unexplained_gap_terms"]
+    assert "Education" in terms["slope"] and not any(t.startswith("Education=") for t in terms["slope"])
+    assert "Education" not in terms["categorical"] and {"Education=2", "Education=3", "Education=4", "Education=5"} <= set(terms["categorical"])
+
+
+def test_tenure_from_hire_date_and_defaults(tmp_path):
+    "Tenure is computed from the hire date to as_of; `defaults:` supplies a column the export lacks (here the weekly hours)."
+    df = pl.DataFrame({"Id": [f"E{i}" for i in range(12)], "Sex": ["F", "M"] * 6, "Grade": ["1", "1", "2", "2"] * 3,
+                       "Pay": [3000 + 100 * i for i in range(12)], "Start": [f"0{1 + i % 9}.03.20{10 + i}" for i in range(12)]})
+    df.write_csv(tmp_path / "pay.csv")
+    m = {"defaults": {"Hours": 30}, "pay_equity": {"id": "Id", "gender": "Sex", "pay": "Pay", "period": "monthly", "hours": "Hours",
+                                                   "categories": ["Grade"], "hire_date": "Start", "as_of": "2024-06-30"}}
+    pd_ = PE.load_pay(tmp_path / "pay.csv", m)
+    start = [date(2010 + i, 3, 1 + i % 9) for i in range(12)]
+    assert pd_.pay["tenure_years"].to_list() == pytest.approx([(date(2024, 6, 30) - s).days / 365.25 for s in start])
+    assert pd_.factors == ["Grade", "tenure_years"] and pd_.as_of == "2024-06-30"
+    assert pd_.pay["weekly_hours"].unique().to_list() == [30.0]
+    assert pd_.pay["hourly_base"].to_list() == pytest.approx([(3000 + 100 * i) * 12 / (30 * 52) for i in range(12)])
+    with pytest.raises(HRDataError, match="column Sex .pay_equity.hire_date. does not hold dates"):
+        PE.load_pay(tmp_path / "pay.csv", {**m, "pay_equity": {**m["pay_equity"], "hire_date": "Sex"}})

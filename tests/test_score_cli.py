@@ -105,3 +105,112 @@ def test_score_refuses_to_overwrite(setup):
     assert (d / "keep.parquet").read_bytes() == b"precious"
     r = hr_ml("score", "--model", d / "run", "--data", d / "features.parquet", "--out", d / "keep.parquet", "--no-progress", "--overwrite")
     assert r.returncode == 0 and pl.read_parquet(d / "keep.parquet").height > 0
+
+
+# ---------------------------------------------------------------- a model trained on a one-row-per-employee export
+README_MAPPING = """id: EmployeeNumber            # kept for the output, never a feature
+target: Attrition             # the column saying who left
+positive: "Yes"               # the value meaning "left"
+protected: [Age, Gender, MaritalStatus]   # fairness audit only, never model features
+drop: [DailyRate, HourlyRate, MonthlyRate]
+keep: []                      # columns to keep even if flagged as probable leaks
+"""
+
+
+@pytest.fixture(scope="module")
+def table_runs(tmp_path_factory):
+    "Both model kinds trained (as the training job does) on a small demo export, saved as run folders."
+    from hr_ml.pipeline import load_dataset, choose_and_fit
+    from hr_ml.tabular import demo_export
+    d = tmp_path_factory.mktemp("table")
+    demo_export(n=300, seed=4).write_csv(d / "export.csv")
+    pl.read_csv(d / "export.csv").write_parquet(d / "export.parquet")   # the same rows, typed by Parquet
+    (d / "mapping.yaml").write_text(README_MAPPING)
+    ds = load_dataset(d / "export.csv", d / "mapping.yaml", n_splits=3)
+    for kind in ("xgboost", "logistic"):
+        model, _ = choose_and_fit(ds, n_splits=3, n_repeats=1, model_params={"n_estimators": 30}, kind=kind)
+        model.save(d / kind)
+    return d, ds
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_score_the_training_export(table_runs, kind, fmt):
+    d, ds = table_runs
+    out = d / f"{kind}-{fmt}.parquet"
+    r = hr_ml("score", "--model", d / kind, "--data", d / f"export.{fmt}", "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = pl.read_parquet(out)
+    assert s.columns[:3] == ["employee_id", "risk", "bucket"] and {"driver_1", "driver_1_text", "driver_3_text"} <= set(s.columns)
+    assert s["employee_id"].to_list() == ds.ids["employee_id"].to_list()       # the mapping's id, row for row
+    m = AttritionModel.load(d / kind)
+    np.testing.assert_allclose(s["risk"].to_numpy(), m.predict_risk(ds.X), atol=1e-9)   # the training rows' own risk
+    assert not {"Age", "Gender", "MaritalStatus", "Attrition", "OverTime", "EmployeeNumber"} & set(s.columns)
+    assert set(s["bucket"].unique()) <= {"Low", "Medium", "High"}
+    assert json.loads(pq.read_schema(out).metadata[b"hr_ml.model"])["run"] == kind
+    assert f"scored {ds.X.height:,} employees with run {kind}" in r.stdout, r.stdout
+
+
+def test_score_new_rows_with_mapping_and_no_target(table_runs):
+    "A later extract: no target column, other yes/no spellings, a few rows; the mapping passed on the command line is used."
+    d, ds = table_runs
+    new = pl.read_csv(d / "export.csv", infer_schema=False).drop("Attrition").head(7)
+    new = new.with_columns(pl.col("OverTime").replace({"Yes": "yes", "No": "NO"}))
+    new.write_csv(d / "later.csv")
+    (d / "other.yaml").write_text(README_MAPPING.replace("id: EmployeeNumber", "id: EmployeeNumber\ntenant: ACME"))
+    r = hr_ml("score", "--model", d / "xgboost", "--data", d / "later.csv", "--mapping", d / "other.yaml",
+              "--out", d / "later.parquet", "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = pl.read_parquet(d / "later.parquet")
+    assert s.columns[:2] == ["tenant_id", "employee_id"] and s["tenant_id"].unique().to_list() == ["ACME"]
+    full = pl.read_parquet(d / "xgboost-csv.parquet") if (d / "xgboost-csv.parquet").exists() else None
+    m = AttritionModel.load(d / "xgboost")
+    np.testing.assert_allclose(s["risk"].to_numpy(), m.predict_risk(ds.X.head(7)), atol=1e-9)
+    if full is not None: assert s["risk"].to_list() == full["risk"].head(7).to_list()
+
+
+@pytest.mark.parametrize("case, change, expect", [
+    ("not yes/no", lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("Maybe")).otherwise(pl.col("OverTime")).alias("OverTime")),
+     "column 'OverTime', row 5: 'Maybe' is not yes/no"),
+    ("not a number", lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("lots")).otherwise(pl.col("MonthlyIncome")).alias("MonthlyIncome")),
+     "column 'MonthlyIncome', row 3: 'lots' is not a number"),
+    ("missing column", lambda f: f.drop("JobRole"), "column 'JobRole': the model was trained on this column but the file lacks it"),
+    ("bad date", lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("31.02.2020")).otherwise(pl.col("HireDate")).alias("HireDate")),
+     "column 'HireDate', row 2: '31.02.2020' is not a date (%Y-%m-%d)"),
+])
+def test_score_export_bad_cells_one_line(table_runs, case, change, expect):
+    d, _ = table_runs
+    change(pl.read_csv(d / "export.csv", infer_schema=False).head(6)).write_csv(d / "bad-export.csv")
+    m = AttritionModel.load(d / "xgboost")
+    if case == "bad date" and "HireDate" not in m.feature_names_: pytest.skip("HireDate is not a feature of this model")
+    out = d / "never.parquet"
+    r = hr_ml("score", "--model", d / "xgboost", "--data", d / "bad-export.csv", "--out", out, "--no-progress")
+    msg = r.stderr.strip()
+    assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg, (case, msg)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+def test_api_takes_export_records(table_runs, kind, tmp_path):
+    "POST /scores with an export's records as they are (Yes/No, dates as text, numbers as numbers): the same risk as hr-ml score."
+    from fastapi.testclient import TestClient
+    from hr_ml.score import load_model
+    from hr_ml.serve import create_app, create_key
+    d, ds = table_runs
+    m = load_model(d / kind)
+    _, secret = create_key("ACME", tmp_path)
+    client = TestClient(create_app(m, tmp_path))
+    rows = pl.read_csv(d / "export.csv").head(4).to_dicts()
+    body = {"employees": [{"employee_id": str(r["EmployeeNumber"]), "features": {f: r[f] for f in m.feature_names_}} for r in rows]}
+    assert {body["employees"][0]["features"][f] for f in ("OverTime",)} <= {"Yes", "No"}
+    post = lambda b: client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"}, json=b)
+    r = post(body)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose([e["risk"] for e in r.json()["employees"]], m.predict_risk(ds.X.head(4)), atol=1e-9)
+    assert [e["employee_id"] for e in r.json()["employees"]] == ds.ids["employee_id"].head(4).to_list()
+    yes = [0 if e["features"]["OverTime"] == "No" else True for e in body["employees"]]   # 0/1 and true/false are yes/no too
+    r2 = post({"employees": [{**e, "features": {**e["features"], "OverTime": v}} for e, v in zip(body["employees"], yes)]})
+    assert r2.status_code == 200 and r2.json()["employees"] == r.json()["employees"]
+    body["employees"][1]["features"]["OverTime"] = "Maybe"
+    bad = post(body)
+    assert bad.status_code == 422 and "column 'OverTime', record 2: 'Maybe' is not yes/no" in bad.text

@@ -164,3 +164,34 @@ def test_groups_match_identical_rows(rows):
     keys = list(zip(df["Left"], df["Team"], df["Band"], df["Shift"]))
     for i in range(n):
         for j in range(n): assert (p.groups[i] == p.groups[j]) == (keys[i] == keys[j])
+
+
+# ---- new rows made the same way as the training rows (what scoring a one-row export relies on)
+def test_recipe_rebuilds_training_features_from_any_reading(tmp_path, export):
+    import json
+    from hr_ml.tabular import table_features
+    f = tmp_path / "export.csv"
+    export.write_csv(f)
+    p = prepare_table(pl.read_csv(f, infer_schema=False), MAP, source=f.name)
+    recipe = json.loads(json.dumps(p.recipe))                 # plain JSON, as model.json stores it
+    assert set(recipe["columns"]) == set(p.X.columns) and "salt" not in recipe["mapping"]
+    for df in (pl.read_csv(f, infer_schema=False), pl.read_csv(f, try_parse_dates=True), export,
+               export.drop("Attrition").with_columns(pl.col("HireDate").str.to_date())):   # text, typed, no target, real dates
+        X, ids = table_features(df, recipe, source="new.csv")
+        assert X.equals(p.X) and ids.to_list() == p.ids.to_list()
+
+
+def test_recipe_keeps_categorical_values_and_date_format():
+    from hr_ml.tabular import table_features
+    g = np.random.default_rng(0)
+    df = pl.DataFrame({"Left": g.choice(["yes", "no"], 80).tolist(), "Band": g.integers(1, 4, 80),
+                       "Site": g.choice(["Berlin", "Paris", "Rome"], 80).tolist(),
+                       "Hired": g.choice(["01.03.2020", "15.07.2021", "30.06.2024", "01.01.2019", "02.02.2022"], 80).tolist()})
+    p = prepare_table(df, {"target": "Left", "categorical": ["Band"], "values": {"Site": {"Rome": "Roma"}}}, n_splits=3)
+    assert not p.leaks
+    assert p.recipe["columns"]["Band"] == {"kind": "category"} and p.recipe["columns"]["Hired"]["format"] == "%d.%m.%Y"
+    new = pl.DataFrame({"Band": [2.0], "Site": [" Rome "], "Hired": ["30.06.2023"]})     # Parquet-like float, stray spaces
+    X, ids = table_features(new, p.recipe, source="new.parquet")
+    assert X.row(0) == ("2", "Roma", 366) and ids.to_list() == ["1"]
+    with pytest.raises(HRDataError, match=r"new.parquet, column 'Hired', record 1: '2023-06-30' is not a date \(%d.%m.%Y\)"):
+        table_features(new.with_columns(Hired=pl.lit("2023-06-30")), p.recipe, source="new.parquet")
