@@ -6,8 +6,9 @@ Docs: https://hr-ml.github.io/hr_ml/report.html.md"""
 
 # %% auto #0
 __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_cell', 'words', 'plain_source', 'table_html',
-           'show_table', 'feature_words', 'group_column', 'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence',
-           'train_summary', 'pay_summary', 'monitor_summary', 'show_md', 'show_summary']
+           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'group_column',
+           'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence', 'train_summary', 'pay_summary',
+           'monitor_summary', 'show_md', 'show_summary']
 
 # %% ../nbs/23_report.ipynb #4dc3f781
 import io, re, math
@@ -67,7 +68,7 @@ def plain_source(s)->str:
 _CSS = [{"selector": "", "props": "border-collapse:collapse;margin:.4rem 0 1rem;font-size:.9rem;font-family:system-ui,sans-serif"},
         {"selector": "caption", "props": "caption-side:top;text-align:left;font-weight:600;padding:.3rem 0"},
         {"selector": "th", "props": "background:#f3f4f6;border-bottom:2px solid #999;padding:.3rem .6rem;text-align:left"},
-        {"selector": "td", "props": "border-bottom:1px solid #ddd;padding:.25rem .6rem"}]
+        {"selector": "td", "props": "border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:left"}]
 
 def _human(c:str)->str: c = str(c).replace("_", " "); return c[:1].upper() + c[1:]
 
@@ -100,6 +101,35 @@ def show_table(df:pl.DataFrame, **kw)->None:
     from IPython.display import display, HTML
     display(HTML(table_html(df, **kw)))
 
+# %% ../nbs/23_report.ipynb #646947fb
+def _pick(d:dict, *keys):
+    return next((d[k] for k in keys if k in d and d[k] is not None), None)
+
+def calibration_points(bins)->tuple[list, list]:
+    "Mean predicted and observed rates from calibration bins however they are stored: a list of dicts, or a dict of lists."
+    if isinstance(bins, dict):
+        return (list(_pick(bins, "predicted", "mean_predicted", "pred", "prob_pred") or []),
+                list(_pick(bins, "observed", "observed_rate", "obs", "prob_true") or []))
+    pts = [(_pick(b, "predicted", "mean_predicted", "pred", "predicted_mean", "prob_pred"), _pick(b, "observed", "observed_rate", "obs", "prob_true"))
+           for b in bins or [] if isinstance(b, dict)]
+    pts = [(x, y) for x, y in pts if x is not None and y is not None]
+    return [x for x, _ in pts], [y for _, y in pts]
+
+def plot_calibration_bins(bins,        # calibration bins (see `calibration_points`)
+                          ax=None,
+                          title:str="Calibration",
+                         ):
+    "Predicted against observed exit rate per bin, with the diagonal; returns the Axes."
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(5, 4))[1]
+    x, y = calibration_points(bins)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=.8, label="perfect calibration")
+    ax.plot(x, y, "o-", label="model")
+    hi = max([*x, *y, 0.05]) * 1.1
+    ax.set_xlim(0, hi); ax.set_ylim(0, hi)
+    ax.set_xlabel("predicted risk"); ax.set_ylabel("observed exit rate"); ax.set_title(title, fontsize=10); ax.legend(fontsize=8)
+    return ax
+
 # %% ../nbs/23_report.ipynb #b59523b5
 FEATURE_WORDS = {"compa_ratio": "pay relative to peers in the same role", "months_since_raise": "time since the last raise",
                  "last_raise_pct": "size of the last raise", "overtime_ratio": "overtime", "manager_changes_12m": "manager changes",
@@ -128,12 +158,16 @@ def risk_by_group(groups:pl.Series,   # each person's department or team
                   dr:pl.DataFrame,    # `hr_ml.explain.drivers` of the same people (risk, bucket, driver_1, ...)
                   k:int=5,            # groups of fewer people are not shown
                  )->tuple[pl.DataFrame, int]:
-    "Average risk, share in the High bucket, main driver and a suggested action per group of at least `k` people; and how many groups were left out."
-    d = dr.with_columns(group=groups.cast(pl.String).fill_null("not recorded"))
-    main = (d.filter(pl.col("driver_1_direction") == "raises").group_by("group", "driver_1").len()
-             .sort("len", "driver_1", descending=[True, False]).group_by("group", maintain_order=True).first())
-    g = (d.group_by("group").agg(people=pl.len(), avg_risk=pl.col("risk").mean(), high=(pl.col("bucket") == "High").mean())
-          .join(main.select("group", "driver_1"), on="group", how="left"))
+    "Average risk, share in the High bucket, the driver that stands out (raises risk more often here than elsewhere) and a suggested action per group of at least `k` people; and how many groups were left out."
+    d = dr.with_columns(group=groups.cast(pl.String).fill_null("not recorded").str.replace_all("_", " "))
+    ks = sorted(int(m.group(1)) for c in dr.columns if (m := re.fullmatch(r"driver_(\d+)", c)))
+    up = pl.concat([d.select("group", f=pl.col(f"driver_{j}"), up=pl.col(f"driver_{j}_direction") == "raises") for j in ks]).filter("up")
+    g = d.group_by("group").agg(people=pl.len(), avg_risk=pl.col("risk").mean(), high=(pl.col("bucket") == "High").mean())
+    share_all = up.group_by("f").agg(share_all=pl.len() / d.height)
+    main = (up.group_by("group", "f").len().join(g.select("group", "people"), on="group").join(share_all, on="f")
+              .with_columns(lift=pl.col("len") / pl.col("people") - pl.col("share_all"))     # how much more often it raises risk here than everywhere
+              .sort("lift", "f", descending=[True, False]).group_by("group", maintain_order=True).first())
+    g = g.join(main.select("group", driver_1="f"), on="group", how="left")
     small = int((g["people"] < k).sum())
     g = g.filter(pl.col("people") >= k).sort("avg_risk", "group", descending=[True, False])
     g = g.with_columns(main_driver=pl.col("driver_1").map_elements(feature_words, return_dtype=pl.String),
@@ -143,7 +177,7 @@ def risk_by_group(groups:pl.Series,   # each person's department or team
 def show_groups(g:pl.DataFrame, name:str="department")->None:
     "`risk_by_group`'s table, formatted."
     show_table(g, labels={"group": name[:1].upper() + name[1:], "avg_risk": "Average risk", "high": "In the High bucket",
-                          "main_driver": "Main driver (most common)", "action": "Suggested action"},
+                          "main_driver": "Driver that stands out", "action": "Suggested action"},
                formats={"avg_risk": pct, "high": pct})
 
 # %% ../nbs/23_report.ipynb #a36beff2
@@ -202,11 +236,11 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
         top = groups.head(3).to_dicts()
         out.append(f"**Who is at risk.** Highest average risk by {group_name}: "
                    + words([f"{g['group']} ({pct(g['avg_risk'])}, {g['people']:,} people)" for g in top]) + "."
-                   + (f" {top[0]['group']}'s most common driver is {top[0]['main_driver']}." if top[0].get("main_driver") else "")
+                   + (f" In {top[0]['group']}, {top[0]['main_driver']} raises risk more often than elsewhere." if top[0].get("main_driver") else "")
                    + (f" {n_small} {group_name} group{'s' if n_small > 1 else ''} with fewer than {k} people {'are' if n_small > 1 else 'is'} not shown." if n_small else ""))
-    if n_people:
-        out.append(f"{n_high:,} of {n_people:,} people ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more)."
-                   if n_high is not None else "")
+    if n_people and n_high is not None:
+        out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more).")
+    if groups is not None and groups.height and n_people and n_high is not None: tail = out.pop(); out[-1] += " " + tail
     imp = list((m.get("global_importance") or {}))[:3]
     if imp: out.append(f"**What drives it.** Across everyone, the risk depends most on {words([feature_words(f) for f in imp])}.")
     gates = m.get("gates")

@@ -148,6 +148,7 @@ def to_html(nb:Path,   # an executed notebook
     node = copy.deepcopy(nbformat.read(nb, as_version=4))
     for c in node.cells:
         if c.cell_type == 'code': c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+    node.cells = [c for c in node.cells if c.cell_type != 'code' or c.outputs]  # a step that shows nothing leaves no blank space
     heads = [l[2:].strip() for c in node.cells if c.cell_type == 'markdown' for l in c.source.splitlines() if l.startswith('# ')]
     body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
         node, resources={'metadata': {'name': heads[0] if heads else Path(out).stem}})
