@@ -255,7 +255,7 @@ def shap_method(model:AttritionModel)->str:
 def plot_waterfall(phi_row:np.ndarray, # one employee's contributions
                    bias:float,         # the bias (average margin)
                    names:list[str],    # feature names
-                   values:list,        # the employee's feature values
+                   values,             # the employee's feature values: a list, or their one-row frame (its dtypes tell yes/no columns)
                    max_display:int=8,  # features shown; the rest are summed
                    ax=None,
                    to_risk=None,       # margin -> probability (e.g. `partial(margin2risk, model)`): a probability axis; None: log-odds
@@ -263,9 +263,12 @@ def plot_waterfall(phi_row:np.ndarray, # one employee's contributions
                   ):
     "Waterfall of one employee's contributions from the average to their risk (probability or log-odds); returns the Figure."
     import matplotlib.pyplot as plt
+    binary = set()
+    if isinstance(values, pl.DataFrame):
+        binary = {c for c, t in values.schema.items() if t in (pl.Int8, pl.Boolean)}; values = list(values.row(0))
     order = np.argsort(-np.abs(phi_row), kind='stable')
     top, rest = order[:max_display], order[max_display:]
-    labels = [value_text(names[j], values[j]) for j in top]
+    labels = [value_text(names[j], values[j], names[j] in binary) for j in top]
     vals = list(phi_row[top])
     if len(rest): labels.append(f"{len(rest)} other features"); vals.append(float(phi_row[rest].sum()))
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 0.45*len(vals)+1.8))

@@ -6,7 +6,7 @@ Docs: https://hr-ml.github.io/hr_ml/report.html.md"""
 
 # %% auto #0
 __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_cell', 'words', 'plain_source', 'table_html',
-           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'group_column',
+           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'group_column',
            'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence', 'train_summary', 'pay_summary',
            'monitor_summary', 'show_md', 'show_summary']
 
@@ -89,7 +89,7 @@ def table_html(df:pl.DataFrame,      # the table, one row per line shown
     num = [c for c in df.columns if df.schema[c].is_numeric()]
     p = pd.DataFrame({labels.get(c, _human(c)): v for c, v in cols.items()})
     st = p.style.hide(axis="index").set_table_styles(_CSS)
-    if num: st = st.set_properties(subset=[labels.get(c, _human(c)) for c in num], **{"text-align": "right"})
+    if num: st = st.set_table_styles({labels.get(c, _human(c)): [{"selector": "td", "props": "text-align:right"}] for c in num}, overwrite=False)
     if flag is not None:
         st = st.apply(lambda r: ["background:#fde2e1" if flag[r.name] else ""] * len(r), axis=1)
     if caption: st = st.set_caption(caption)
@@ -150,6 +150,20 @@ def feature_words(f:str)->str:
     from hr_ml.explain import _words
     return FEATURE_WORDS.get(f) or " ".join(_words(f))
 
+_ACTION_WORDS = [({"overtime", "over", "hours", "travel", "workload"}, "look at workload and overtime"),
+                 ({"income", "salary", "pay", "wage", "hike", "raise", "bonus", "stock"}, "review pay against peers and the market"),
+                 ({"promotion", "level", "career", "training", "role"}, "talk about career paths and development"),
+                 ({"manager", "supervisor"}, "look at management stability and support"),
+                 ({"satisfaction", "involvement", "engagement", "environment", "balance", "relationship"}, "follow up on engagement: ask what would help"),
+                 ({"distance", "commute", "remote"}, "discuss flexible or remote work")]
+
+def action_for(f:str)->str:
+    "A suggested action for a driver: the known features' own, else read from the name, else stay conversations."
+    from hr_ml.explain import _words
+    if f in ACTIONS: return ACTIONS[f]
+    w = set(_words(f))
+    return next((a for keys, a in _ACTION_WORDS if keys & w), "hold stay conversations about what keeps people")
+
 def group_column(X:pl.DataFrame)->str|None:
     "The column to show risk by (department, team or job family), if the data has one."
     return next((c for c in GROUP_COLUMNS if c in X.columns), None)
@@ -157,11 +171,12 @@ def group_column(X:pl.DataFrame)->str|None:
 def risk_by_group(groups:pl.Series,   # each person's department or team
                   dr:pl.DataFrame,    # `hr_ml.explain.drivers` of the same people (risk, bucket, driver_1, ...)
                   k:int=5,            # groups of fewer people are not shown
+                  exclude:str|None=None, # a feature not to name as a driver (the group column itself)
                  )->tuple[pl.DataFrame, int]:
     "Average risk, share in the High bucket, the driver that stands out (raises risk more often here than elsewhere) and a suggested action per group of at least `k` people; and how many groups were left out."
     d = dr.with_columns(group=groups.cast(pl.String).fill_null("not recorded").str.replace_all("_", " "))
     ks = sorted(int(m.group(1)) for c in dr.columns if (m := re.fullmatch(r"driver_(\d+)", c)))
-    up = pl.concat([d.select("group", f=pl.col(f"driver_{j}"), up=pl.col(f"driver_{j}_direction") == "raises") for j in ks]).filter("up")
+    up = pl.concat([d.select("group", f=pl.col(f"driver_{j}"), up=pl.col(f"driver_{j}_direction") == "raises") for j in ks]).filter(pl.col("up") & (pl.col("f") != (exclude or "")))
     g = d.group_by("group").agg(people=pl.len(), avg_risk=pl.col("risk").mean(), high=(pl.col("bucket") == "High").mean())
     share_all = up.group_by("f").agg(share_all=pl.len() / d.height)
     main = (up.group_by("group", "f").len().join(g.select("group", "people"), on="group").join(share_all, on="f")
@@ -171,7 +186,7 @@ def risk_by_group(groups:pl.Series,   # each person's department or team
     small = int((g["people"] < k).sum())
     g = g.filter(pl.col("people") >= k).sort("avg_risk", "group", descending=[True, False])
     g = g.with_columns(main_driver=pl.col("driver_1").map_elements(feature_words, return_dtype=pl.String),
-                       action=pl.col("driver_1").map_elements(lambda f: ACTIONS.get(f, "stay conversations about what keeps people"), return_dtype=pl.String))
+                       action=pl.col("driver_1").map_elements(action_for, return_dtype=pl.String))
     return g.select("group", "people", "avg_risk", "high", "main_driver", "action"), small
 
 def show_groups(g:pl.DataFrame, name:str="department")->None:
