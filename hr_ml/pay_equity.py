@@ -495,15 +495,16 @@ def plot_category_gaps(cats:pl.DataFrame,    # the categories table from `catego
                        threshold:float=5.0,  # Art. 10 threshold in %
                        k:int=5,              # the suppression threshold (for the label)
                       ):
-    "Adjusted gap per category with its 95% CI, largest at the top (raw gap as a ring); Art. 10 flags in red with the CI written beside them; suppressed categories at the bottom; returns the Figure."
+    "Adjusted gap per category with its 95% CI, largest at the top (raw gap as a ring); Art. 10 flags in red with the CI written beside them; suppressed categories counted in one row; returns the Figure."
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     key = pl.coalesce("adjusted_gap_pct", "gap_pct")
-    t = cats.with_columns(_k=pl.when(pl.col("suppressed")).then(None).otherwise(key)).sort("_k", "category", descending=[False, True], nulls_last=False)
-    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.38 * max(t.height, 1)))
-    for y, r in enumerate(t.iter_rows(named=True)):
-        if r["suppressed"]:
-            ax.text(0, y, suppressed(k), va="center", ha="center", fontsize=9, color="0.4"); continue
+    shown = cats.filter(~pl.col("suppressed")).with_columns(_k=key).sort("_k", "category", descending=[False, True], nulls_last=False)
+    n_sup = cats.height - shown.height
+    labels = ([f"{n_sup} categor{'y' if n_sup == 1 else 'ies'}"] if n_sup else []) + shown["category"].to_list()
+    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.38 * max(len(labels), 1)))
+    if n_sup: ax.text(0, 0, suppressed(k), va="center", ha="center", fontsize=9, color="0.4")  # one row for all: no space lost
+    for y, r in enumerate(shown.iter_rows(named=True), start=1 if n_sup else 0):
         flag = bool(r["art10_flag"])
         c = "#c0392b" if flag else "#2c7fb8"
         if r["adjusted_gap_pct"] is not None and r["ci95_low"] is not None:
@@ -514,11 +515,11 @@ def plot_category_gaps(cats:pl.DataFrame,    # the categories table from `catego
             ax.annotate(("Art. 10 flag: " if flag else "") + f"{r['adjusted_gap_pct']:.1f}% (CI {r['ci95_low']:.1f} to {r['ci95_high']:.1f})",
                         xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=9, color=c, fontweight="bold" if flag else "normal")
     ax.axvline(threshold, ls="--", color="#c0392b", lw=1); ax.axvline(0, color="0.5", lw=0.8)
-    vals = [abs(v) for c in ("gap_pct", "ci95_low", "ci95_high") for v in t.filter(~pl.col("suppressed"))[c].drop_nulls().to_list()]
-    lim = min(40.0, max([10.0, *vals]) * 1.1)
-    ax.set_xlim(-lim, lim)                                              # very wide CIs of tiny categories run off the edge
-    ax.set_ylim(-0.7, t.height - 0.3)
-    ax.set_yticks(range(t.height), t["category"].to_list(), fontsize=10)
+    vals = [abs(v) for c in ("gap_pct", "adjusted_gap_pct") for v in shown[c].drop_nulls().to_list()]
+    lim = min(40.0, max([10.0, *vals]) * 1.3)                          # the points decide the range; a wide CI runs off the edge (its numbers are beside it)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set_yticks(range(len(labels)), labels, fontsize=10)
     ax.tick_params(axis="x", labelsize=10)
     ax.set_xlabel("gap in hourly basic pay, % of men's pay (positive: women paid less)", fontsize=10)
     ax.set_title(f"Gap by category of workers, largest first (Art. 10: {threshold:g}% or more, not explained by objective factors)", fontsize=12, loc="left")
