@@ -123,6 +123,7 @@ def train_attrition(data:Optional[Path]=typer.Option(None, "--data", help="HRIS 
     out_console.print(f"training attrition model on {data or 'the synthetic HRIS'} ...", markup=False)
     run = run_job("train_attrition", p, out, data=data, progress=progress, post=_card)
     m = json.loads((run/"metrics.json").read_text())
+    for n in m.get("notes") or []: out_console.print(f"note: {n}", markup=False)  # leaks, dropped columns, duplicates, protected columns moved to the audit
     cv = m["cv"][m["chosen_model"]]["summary"]
     out_console.print(f"run folder: {run}", markup=False)
     out_console.print(f"{m['choice_reason']}", markup=False)

@@ -572,26 +572,41 @@ def plot_category_gaps(cats:pl.DataFrame,    # the categories table from `catego
                        threshold:float=5.0,  # Art. 10 threshold in %
                        k:int=5,              # the suppression threshold (for the label)
                       ):
-    "Adjusted gap per category with its 95% CI (raw gap as a hollow marker); flagged in red, suppressed shown as such; returns the Figure."
+    "Adjusted gap per category with its 95% CI, largest at the top (raw gap as a ring); Art. 10 flags in red with the CI written beside them; suppressed categories counted in one row; returns the Figure."
     import matplotlib.pyplot as plt
-    t = cats.sort("category", descending=True)
-    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.28 * max(t.height, 1)))
-    for y, r in enumerate(t.iter_rows(named=True)):
-        if r["suppressed"]:
-            ax.text(0, y, suppressed(k), va="center", ha="center", fontsize=8, color="0.4"); continue
-        if r["adjusted_gap_pct"] is not None:
-            c = "#c0392b" if r["art10_flag"] else "#2c7fb8"
+    from matplotlib.lines import Line2D
+    key = pl.coalesce("adjusted_gap_pct", "gap_pct")
+    shown = cats.filter(~pl.col("suppressed")).with_columns(_k=key).sort("_k", "category", descending=[False, True], nulls_last=False)
+    n_sup = cats.height - shown.height
+    labels = ([f"{n_sup} categor{'y' if n_sup == 1 else 'ies'}"] if n_sup else []) + shown["category"].to_list()
+    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.38 * max(len(labels), 1)))
+    if n_sup: ax.text(0, 0, suppressed(k), va="center", ha="center", fontsize=9, color="0.4")  # one row for all: no space lost
+    for y, r in enumerate(shown.iter_rows(named=True), start=1 if n_sup else 0):
+        flag = bool(r["art10_flag"])
+        c = "#c0392b" if flag else "#2c7fb8"
+        if r["adjusted_gap_pct"] is not None and r["ci95_low"] is not None:
             ax.errorbar(r["adjusted_gap_pct"], y, xerr=[[r["adjusted_gap_pct"] - r["ci95_low"]], [r["ci95_high"] - r["adjusted_gap_pct"]]],
-                        fmt="o", color=c, ms=4, capsize=2, label="adjusted gap, 95% CI" if y == 0 else None)
-        if r["gap_pct"] is not None: ax.plot(r["gap_pct"], y, "o", mfc="none", mec="0.3", ms=5)
+                        fmt="o", color=c, ms=6, capsize=3, lw=1.5)
+        if r["gap_pct"] is not None: ax.plot(r["gap_pct"], y, "o", mfc="none", mec="0.3", ms=7)
+        if r["adjusted_gap_pct"] is not None and r["ci95_low"] is not None:  # the figures beside the row, outside the plot
+            ax.annotate(("Art. 10 flag: " if flag else "") + f"{r['adjusted_gap_pct']:.1f}% (CI {r['ci95_low']:.1f} to {r['ci95_high']:.1f})",
+                        xy=(1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=9, color=c, fontweight="bold" if flag else "normal")
     ax.axvline(threshold, ls="--", color="#c0392b", lw=1); ax.axvline(0, color="0.5", lw=0.8)
-    vals = [abs(v) for c in ("gap_pct", "ci95_low", "ci95_high") for v in t[c].drop_nulls().to_list()]
-    lim = min(40.0, max([10.0, *vals]) * 1.1)
-    ax.set_xlim(-lim, lim)                                              # very wide CIs of tiny categories run off the edge
-    ax.set_yticks(range(t.height), t["category"].to_list(), fontsize=8)
-    ax.set_xlabel("gap in hourly basic pay, (men - women) / men, %  (dot: adjusted with CI; ring: raw)")
-    ax.set_title(f"Gap by category of workers; red: Art. 10 flag (>= {threshold:g}% and not explained)")
-    fig.tight_layout()
+    vals = [abs(v) for c in ("gap_pct", "adjusted_gap_pct") for v in shown[c].drop_nulls().to_list()]
+    lim = min(40.0, max([10.0, *vals]) * 1.3)                          # the points decide the range; a wide CI runs off the edge (its numbers are beside it)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set_yticks(range(len(labels)), labels, fontsize=10)
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_xlabel("gap in hourly basic pay, % of men's pay (positive: women paid less)", fontsize=10)
+    ax.set_title(f"Gap by category of workers, largest first (Art. 10: {threshold:g}% or more, not explained by objective factors)", fontsize=12, loc="left")
+    h = fig.get_figheight()
+    fig.legend(handles=[Line2D([], [], color="#c0392b", marker="o", lw=1.5, label="adjusted gap with 95% CI: Art. 10 flag"),
+                        Line2D([], [], color="#2c7fb8", marker="o", lw=1.5, label="adjusted gap with 95% CI: not flagged"),
+                        Line2D([], [], color="0.3", marker="o", mfc="none", ls="", label="raw gap (before objective factors)"),
+                        Line2D([], [], color="#c0392b", ls="--", lw=1, label=f"{threshold:g}% threshold")],
+               loc="lower center", ncol=2, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.75 / h, 1, 1))
     return fig
 
 # %% ../nbs/13_pay_equity.ipynb #8c740300

@@ -6,10 +6,10 @@ Docs: https://hr-ml.github.io/hr_ml/runs.html.md"""
 
 # %% auto #0
 __all__ = ['sha256_file', 'fingerprint', 'repo_root', 'git_commit', 'lock_hash', 'versions', 'job_path', 'job_params',
-           'parse_overrides', 'new_run_id', 'to_html', 'run_job']
+           'parse_overrides', 'new_run_id', 'to_html', 'job_steps', 'run_job']
 
 # %% ../nbs/20_runs.ipynb #86b1fd81
-import os, sys, ast, json, shutil, hashlib, platform, subprocess, time, datetime as dt
+import os, re, sys, ast, json, shutil, hashlib, platform, subprocess, time, datetime as dt
 from pathlib import Path
 import yaml
 from .schema import HRDataError
@@ -142,12 +142,49 @@ def new_run_id(name:str)->str:
 def to_html(nb:Path,   # an executed notebook
             out:Path,  # the HTML file to write
            )->Path:
-    "Export an executed notebook to a self-contained HTML report without code cells."
-    import nbformat
+    "Export an executed notebook to a self-contained HTML report for people: no code, no prompts, no stderr (warnings stay in the notebook)."
+    import nbformat, copy
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nbformat.read(nb, as_version=4))
+    node = copy.deepcopy(nbformat.read(nb, as_version=4))
+    for c in node.cells:
+        if c.cell_type == 'code': c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+    node.cells = [c for c in node.cells if c.cell_type != 'code' or c.outputs]  # a step that shows nothing leaves no blank space
+    heads = [l[2:].strip() for c in node.cells if c.cell_type == 'markdown' for l in c.source.splitlines() if l.startswith('# ')]
+    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
+        node, resources={'metadata': {'name': heads[0] if heads else Path(out).stem}})
     Path(out).write_text(body, encoding='utf-8')
     return Path(out)
+
+# %% ../nbs/20_runs.ipynb #67eb8950
+_STEP = re.compile(r'^\s*#\s*step:\s*(.+?)\s*$')
+
+def job_steps(nb, # a notebook node, or the path of one
+             )->list[str]:
+    "The job's named steps in order: its code cells whose first line is `# step: NAME`."
+    import nbformat
+    nb = nbformat.read(nb, as_version=4) if isinstance(nb, (str, Path)) else nb
+    return [m.group(1) for c in nb.cells if c.cell_type == 'code' and (m := _STEP.match((c.source.splitlines() or [''])[0]))]
+
+def _step_engine(steps:list[str], echo):
+    "A papermill engine that calls `echo(i, n, name)` as the job reaches each named step (instead of a bar counting cells)."
+    from papermill.engines import NBClientEngine, NotebookExecutionManager
+    class _Manager(NotebookExecutionManager):
+        def cell_start(self, cell, cell_index=None, **kw):
+            m = _STEP.match((cell.source.splitlines() or [''])[0]) if cell.cell_type == 'code' else None
+            if m: echo(steps.index(m.group(1)) + 1, len(steps), m.group(1))
+            return super().cell_start(cell, cell_index, **kw)
+    class _Engine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=False, log_output=False, autosave_cell_every=30, **kw):
+            man = _Manager(nb, output_path=output_path, progress_bar=False, log_output=log_output, autosave_cell_every=autosave_cell_every)
+            man.notebook_start()
+            try: cls.execute_managed_notebook(man, kernel_name, log_output=log_output, **kw)
+            finally: man.cleanup_pbar(); man.notebook_complete()
+            return man.nb
+    return _Engine
+
+def _echo_step(i:int, n:int, name:str):
+    print(f"  [{i}/{n}] {name} ...", file=sys.stderr, flush=True)
 
 # %% ../nbs/20_runs.ipynb #12280092
 def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attrition'
@@ -155,7 +192,7 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
             out:Path|str,      # runs root; the run lands in out/<kind>/<run_id>
             kind:str|None=None,# subfolder name (default: name without 'train_')
             data:Path|str|None=None, # data path for the fingerprint
-            progress:bool=True,# show papermill's progress bar
+            progress:bool=True,# print the job's named steps (`# step: NAME` cells) as it reaches them; a bar of cells if it names none
             run_id:str|None=None,
             html:bool=True,    # also write report.html (the executed notebook without code) for readers without Jupyter
             post=None,         # callable(folder) run after manifest.json is written, before the rename (e.g. a model card)
@@ -179,8 +216,12 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
         kernel = _kernel()
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(tmp/'executed.ipynb'), parameters=p, kernel_name=kernel,
-                                progress_bar=progress, cwd=str(tmp), log_output=False)
+            steps = job_steps(nb) if progress else []
+            if steps:
+                from papermill.engines import papermill_engines
+                papermill_engines.register('hr_ml_steps', _step_engine(steps, _echo_step))
+            pm.execute_notebook(str(nb), str(tmp/'executed.ipynb'), parameters=p, kernel_name=kernel, engine_name='hr_ml_steps' if steps else None,
+                                progress_bar=progress and not steps, cwd=str(tmp), log_output=False)
         except PapermillExecutionError as e:
             msg = ' '.join(str(e.evalue).split()) or e.ename
             raise HRDataError(msg if e.ename in ('HRDataError',) else f"job '{name}' failed: {e.ename}: {msg}") from None
