@@ -255,7 +255,7 @@ app.add_typer(report_app, name="report")
 
 @report_app.command("pay-equity")
 @friendly
-def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRIS folder or single-table export; default: synthetic HRIS"),
+def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRIS folder, or a one-row-per-employee export (with the training mapping, or one with a pay_equity: section); default: synthetic HRIS"),
                       mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping"),
                       param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable)"),
                       out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/pay_equity/RUN_ID"),
@@ -294,11 +294,11 @@ def _count(n:int, k:int)->str:
 
 @app.command()
 @friendly
-def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV, the model's columns) or an HRIS export folder"),
+def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV, the model's columns), an HRIS export folder, or for a model trained on a one-row-per-employee export, such an export (CSV/Parquet)"),
           out:Path=typer.Option(..., "--out", help="the .parquet file to write"),
           model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder runs/attrition/RUN_ID"),
-          mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
-          as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date)"),
+          mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export; a one-row export's model uses its own unless given"),
+          as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date); a one-row export's dates count back from it (default: the training export's date)"),
           tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else ./mlruns"),
           chunk_size:int=typer.Option(100_000, "--chunk-size", help="employees scored at a time (bounds memory)"),
           k:int=typer.Option(3, "-k", "--drivers", help="drivers per employee"),
