@@ -80,9 +80,10 @@ def _follow_refusal(u: User, line: str, r, kind: str, run: str) -> str:
     "promote refused: the message names the gate and its value and prints both ways forward; follow one of them."
     msg = r.stdout + r.stderr
     assert r.returncode == 2 and "Traceback" not in msg, msg
-    cmds = [l.strip() for l in msg.splitlines() if re.match(r"\s*(\.venv/bin/)?hr-ml (train|promote) ", l)]
-    retrain = next(c for c in cmds if " train " in c and "exclude" in c)
-    signoff = next(c for c in cmds if "--accept" in c)
+    cmds = [m.group(1) for l in msg.splitlines() if (m := re.search(r"((?:\.venv/bin/)?hr-ml (?:train|promote) .*)$", l))]
+    retrain = next((c for c in cmds if " train " in c and "exclude" in c), None)
+    signoff = next((c for c in cmds if "--accept" in c), None)
+    assert retrain and signoff, f"a refusal prints both ways forward as commands:\n{msg}"
     assert re.search(r"[a-z_.]+ \d\.\d+", msg), msg  # gate and its value
     if kind == "logistic":  # mitigation: retrain without the proxies, as printed, then promote that run
         retrain = retrain if retrain.startswith(".venv/bin/") else ".venv/bin/" + retrain
@@ -91,9 +92,8 @@ def _follow_refusal(u: User, line: str, r, kind: str, run: str) -> str:
         r2 = u.run(line.replace("RUN_ID", new), ok=False)
         if r2.returncode == 0: return new
         msg = r2.stdout + r2.stderr  # still refused (another proxy): sign off on the mitigated run
-        signoff = next(l.strip() for l in msg.splitlines() if "--accept" in l)
+        signoff = next(m.group(1) for l in msg.splitlines() if (m := re.search(r"(hr-ml promote .*--accept.*)$", l)))
         run = new
-    signoff = signoff.replace("RUN", f"runs/attrition/{run}", 1) if "RUN " in signoff else signoff
     signoff = re.sub(r"--by \S+", "--by 'Dana Weber (HR director)'", signoff)
     signoff = re.sub(r"--reason (\S+|'[^']*'|\"[^\"]*\")", "--reason 'location proxy accepted: works council agreement 2026-11'", signoff)
     u.run(signoff if signoff.startswith(".venv/bin/") else ".venv/bin/" + signoff)
@@ -191,11 +191,14 @@ def write_requests(cwd: Path, shape: str, run: str):
         rows = snap.filter(pl.col("tenant_id") == "T00001").head(2)
         ids = rows["employee_id"].to_list()
         feats = rows.select(m.feature_names_).to_dicts()
-    else:
-        raise NotImplementedError
+    else:  # rows of the export as they are: Yes/No and dates as text, numbers as numbers
+        ex = pl.read_csv(cwd / "export.csv").head(2)
+        ids = ex["EmployeeNumber"].cast(pl.String).to_list()
+        feats = ex.select(m.feature_names_).to_dicts()
     (cwd / "request.json").write_text(json.dumps({"employees": [{"employee_id": i, "features": f} for i, f in zip(ids, feats)]}, default=str))
-    act = [f for f in m.feature_names_ if f in {"compa_ratio", "overtime_ratio", "weekly_hours"}]
-    (cwd / "what-if.json").write_text(json.dumps({"employee_id": ids[0], "features": feats[0], "change": {"feature": act[0], "value": 1.1}}, default=str))
+    act, value = ("compa_ratio", 1.1) if shape == "hris" else ("MonthlyIncome", round(feats[0]["MonthlyIncome"] * 1.1))
+    assert act in m.feature_names_, m.feature_names_
+    (cwd / "what-if.json").write_text(json.dumps({"employee_id": ids[0], "features": feats[0], "change": {"feature": act, "value": value}}, default=str))
 
 
 def test_every_readme_command_is_run_by_a_test():
