@@ -14,8 +14,8 @@ import polars as pl
 from .schema import HRDataError
 
 # %% auto #0
-__all__ = ['demo_truth', 'RECIPE_FORMAT', 'demo_export', 'column_auc', 'find_leaks', 'Prepared', 'prepare_table',
-           'table_features', 'table_columns']
+__all__ = ['demo_truth', 'RECIPE_FORMAT', 'demo_export', 'column_auc', 'find_leaks', 'Prepared', 'default_actionable',
+           'actionable_features', 'prepare_table', 'table_features', 'table_columns']
 
 # %% ../nbs/04_tabular.ipynb #a70bb04b
 _ROLES = {"Research & Development": (["Research Scientist", "Laboratory Technician", "Manufacturing Director",
@@ -290,10 +290,26 @@ def _target(df, m, source):
                                       "Set `positive` in the mapping to the value that means 'left'")
     return y, known
 
+# %% ../nbs/04_tabular.ipynb #5dd0cc6b
+_ACTIONABLE_NAME = re.compile(r"income|salary|pay(?!roll)|wage|bonus|stock|hike|raise|overtime|over_time|travel|training|promotion|remote|hours", re.I)
+
+def default_actionable(columns:list, # a one-row model's feature columns
+                      )->list:
+    "The columns HR can act on, read from their names (pay, raises, stock, overtime, travel, training, promotion, hours)."
+    return [c for c in columns if _ACTIONABLE_NAME.search(re.sub(r"(?<=[a-z])(?=[A-Z])", "_", c))]
+
+def actionable_features(model)->set:
+    "What HR can act on for `model`: a one-row model's recipe (`actionable:` in the mapping, else read from names), else the HRIS features'."
+    rec = getattr(model, "recipe_", None)
+    if not rec:
+        from .features import ACTIONABLE
+        return set(ACTIONABLE)
+    return set(rec["actionable"] if "actionable" in rec else default_actionable(list(rec.get("columns", {}))))
+
 # %% ../nbs/04_tabular.ipynb #5931c1d3
 RECIPE_FORMAT = "hr_ml.table/1"
 _RECIPE_KEYS = ("id", "target", "positive", "protected", "drop", "keep", "categorical", "values", "tenant",
-                "delimiter", "decimal", "encoding")   # what a model keeps of its mapping (never a salt)
+                "delimiter", "decimal", "encoding", "actionable")   # what a model keeps of its mapping (never a salt)
 
 def prepare_table(df:pl.DataFrame,         # one row per employee, as read from the user's file
                   mapping:dict,            # id, target, positive, protected, drop, keep, categorical, values, tenant, leak_auc
@@ -306,7 +322,7 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
     allow_protected = allow_protected or bool(m.get("allow_protected"))
     df = _strip(df)
     df = df.with_columns([num for c in df.columns if (num := _numbers(df[c])) is not None])
-    for key in ("id", "protected", "drop", "keep", "categorical", "values"):
+    for key in ("id", "protected", "drop", "keep", "categorical", "values", "actionable"):
         for c in _names(m, key):
             if c not in df.columns: raise _err(source, c, f"named under `{key}` in the mapping but not in the file",
                                                "Fix the spelling or remove it from the mapping")
@@ -373,8 +389,12 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
     if (ndup := len(groups) - len(np.unique(groups))):
         notes.append(f"{ndup} rows are exact copies of another row: kept, and cross-validation keeps copies in one fold;"
                      " remove them from the export if they are mistakes")
+    act = _names(m, "actionable") if m.get("actionable") is not None else default_actionable(X.columns)
+    if gone := [c for c in act if c not in X.columns]:
+        raise _err(source, gone[0], "listed under `actionable` but not a model feature (dropped, protected or a leak)",
+                   "Remove it from `actionable`, or keep it as a feature")
     recipe = {"format": RECIPE_FORMAT, "mapping": {k: m[k] for k in _RECIPE_KEYS if m.get(k) is not None},
-              "columns": {c: kinds[c] for c in X.columns}}
+              "columns": {c: kinds[c] for c in X.columns}, "actionable": act}
     return Prepared(X=X, y=y, ids=ids.alias(idcol or "row"), protected=df.select(protected).rename(lambda c: f"prot_{c}"),
                     groups=groups, notes=notes, leaks=leaks, source=source, tenant=m.get("tenant"), recipe=recipe)
 
