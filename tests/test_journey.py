@@ -84,7 +84,7 @@ def _follow_refusal(u: User, line: str, r, kind: str, run: str) -> str:
     retrain = next((c for c in cmds if " train " in c and "exclude" in c), None)
     signoff = next((c for c in cmds if "--accept" in c), None)
     assert retrain and signoff, f"a refusal prints both ways forward as commands:\n{msg}"
-    assert re.search(r"[a-z_.]+ \d\.\d+", msg), msg  # gate and its value
+    assert re.search(r"[a-z_.]+ = \d\.\d+", msg), msg  # gate and its value
     if kind == "logistic":  # mitigation: retrain without the proxies, as printed, then promote that run
         retrain = retrain if retrain.startswith(".venv/bin/") else ".venv/bin/" + retrain
         u.run(retrain.replace("...", "") + " " + " ".join(map(shlex.quote, FAST[kind] + ["-p", f"model_kind={kind}"])))
