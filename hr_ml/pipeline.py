@@ -116,8 +116,8 @@ def backtest(ds:Dataset,          # event data with snapshots
     try: tr, te = F.time_split(ds.snapshots, year, horizon_months)
     except HRDataError: return None
     if tr['label'].n_unique() < 2 or te['label'].n_unique() < 2: return None
-    m = clone(model).fit(tr.select(F.FEATURES), tr['label'].to_numpy(), groups=F.groups(tr))
-    p = m.predict_risk(te.select(F.FEATURES))
+    m = clone(model).fit(tr.select(ds.X.columns), tr['label'].to_numpy(), groups=F.groups(tr))
+    p = m.predict_risk(te.select(ds.X.columns))
     return {'test_year': int(year), 'n_train': tr.height, 'n_test': te.height, **metrics(te['label'].to_numpy(), p)}
 
 # %% ../nbs/15_pipeline.ipynb #6a8ff1b0
