@@ -13,7 +13,7 @@ import datetime as dt, html, json, re
 from pathlib import Path
 import yaml
 from .schema import HRDataError
-from .gates import gate_str, gate_summary
+from .gates import gate_summary
 
 # %% ../nbs/22_cards.ipynb #af1e0218
 _FILES = ("metrics.json", "fairness.json", "params.yaml", "model.json", "manifest.json", "signoff.json")

@@ -198,7 +198,7 @@ def _refused(e, run:str):
     lines = ways_forward(e.failed, run, rd("params.yaml", yaml.safe_load), rd("fairness.json", json.loads), met.get("policy"))
     n = len(e.failed)
     err_console.print(f"error: {e.where} cannot be promoted: {n} blocking gate{'s' if n > 1 else ''} failed; the champion is unchanged "
-                      f"(gates: {gate_summary(e.gates)}). Failed:", markup=False)
+                      f"(gates: {gate_summary(e.gates, detail=False)}). Failed blocking gates:", markup=False)
     err_console.print("\n".join(lines[:n]), markup=False)
     err_console.print("Ways forward:\n" + "\n".join(lines[n:]), markup=False)
     raise typer.Exit(2)
@@ -222,7 +222,7 @@ def _gates_lines(m:dict,           # one version from `list_models`
     if not (bad or m["signoffs"] or every): return []
     st = lambda g: "pass" if g.get("passed") else ("FAIL (accepted)" if g["name"] in acc else "FAIL") if g.get("blocking", True) else "note"
     return ([f"version {m['version']}: gates: {gate_summary(m['gates'], acc)}"]
-            + [f"  signed off: {s['gate']} = {s.get('value')} accepted by {s['by']} at {s.get('at_utc')}: {s['reason']}" for s in m["signoffs"]]
+            + [f"  signed off: {gate_str({**s, 'name': s['gate']})} accepted by {s['by']} at {s.get('at_utc')}: {s['reason']}" for s in m["signoffs"]]
             + ([f"  {st(g)} {gate_str(g)}" for g in m["gates"]] if every else []))
 
 @app.command()

@@ -272,12 +272,34 @@ def _proxies_of(fairness:dict|None, attribute:str, k:int=3)->list:
     return []
 
 def _train_cmd(params:dict|None, exclude:list)->str:
-    "The `hr-ml train attrition` command of a run (data, mapping or synthetic size) with features `exclude`d."
-    p = params or {}
-    args = [f"--data {p['data']}"] if p.get("data") else [f"--employees {p['employees']} --tenants {p['tenants']}"] if p.get("employees") else []
-    if p.get("mapping"): args.append(f"--mapping {p['mapping']}")
+    "The `hr-ml train attrition` command that repeats a run (its options and every parameter it changed) with features `exclude`d."
+    import shlex
+    p = dict(params or {})
+    try:
+        from hr_ml.runs import job_params
+        d = job_params("train_attrition")
+    except Exception: d = None
+    args = [f"--data {shlex.quote(str(p['data']))}"] if p.get("data") else []
+    if p.get("mapping"): args.append(f"--mapping {shlex.quote(str(p['mapping']))}")
+    if d is None: args.append("...")
+    else:
+        flow = lambda v: yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+        for k in ("employees", "tenants", "seed"):
+            if k in p and p[k] != d.get(k) and (k == "seed" or not p.get("data")): args.append(f"--{k} {p[k]}")
+        for k, v in sorted(p.items()):
+            if k in ("job", "data", "mapping", "employees", "tenants", "seed", "exclude", "run_dir") or k not in d or v == d[k]: continue
+            args.append(f"-p {shlex.quote(f'{k}={flow(v)}')}")
     ex = list(dict.fromkeys([*(p.get("exclude") or []), *exclude]))
     return " ".join(["hr-ml train attrition", *args, f"-p exclude='[{', '.join(ex)}]'"])
+
+def _better(g:dict, rows:list):
+    "The mitigation row to suggest: a passing one with the least AUC loss, else the one that moves the gate's value most towards passing."
+    ok = [r for r in rows if r.get("drop") and r.get("passes")]
+    if ok: return max(ok, key=lambda r: r["auc_change"])
+    base = next((r["value"] for r in rows if not r.get("drop")), None)
+    sign = 1 if g.get("op") == ">=" else -1
+    cand = [r for r in rows if r.get("drop") and r.get("value") is not None and base is not None and sign * (r["value"] - base) > 0]
+    return max(cand, key=lambda r: sign * r["value"], default=None)
 
 def ways_forward(failed:list,              # the failed blocking gates (`PromotionRefused.failed`)
                  run:str="RUN",            # the run as the user names it (a run folder)
@@ -293,15 +315,20 @@ def ways_forward(failed:list,              # the failed blocking gates (`Promoti
     for g in failed:
         if not g["name"].startswith("fairness."): continue
         t = mit.get(g["name"])
-        best = next((r for r in (t or {}).get("rows", []) if r.get("drop") and r.get("passes")), None)
+        best = _better(g, (t or {}).get("rows", []))
         if best:
             drop.append(best["drop"])
-            why.append(f"without {best['drop']}: {g['name'].split('.')[-1]} {gate_str({**g, 'value': best['value']}).split(' = ')[1]}, ROC-AUC {best['roc_auc']:.3f} ({best['auc_change']:+.3f})")
+            why.append(f"refitted without {best['drop']}: {g['name'].split('.')[-1]} {gate_str({**g, 'value': best['value']}).split(' = ')[1]}"
+                       f"{'' if best.get('passes') else ', closer but still failing'}, ROC-AUC {best['roc_auc']:.3f} ({best['auc_change']:+.3f})")
+        elif t and len(t.get("rows", [])) > 1:
+            why.append(f"refitted without {', '.join(r['drop'] for r in t['rows'] if r.get('drop'))} one at a time, {g['name'].split('.')[-1]} "
+                       "came no closer to passing: consider the sign-off, or better data")
         else:
             px = _proxies_of(fairness, g["name"].split(".")[1])
             if px: drop.append(px[0]); why.append(f"{px[0]} is the strongest proxy of {g['name'].split('.')[1]}")
     drop = list(dict.fromkeys(drop))
     if drop: lines.append(f"  1. mitigate: retrain without the proxy feature{'s' if len(drop) > 1 else ''} ({'; '.join(why)}): {_train_cmd(params, drop)}")
+    elif why: lines.append(f"  1. mitigation: {'; '.join(why)} (see the mitigation table in the run's report)")
     else: lines.append("  1. retrain: " + ("fix what the failed gates show (more or better data, other features, another model kind)" if not any(g["name"].startswith("fairness.") for g in failed)
                                              else f"without the features that stand in for the protected attribute, e.g. {_train_cmd(params, ['FEATURE'])}"))
     ok = [g["name"] for g in failed if _waivable(g, policy)]

@@ -187,3 +187,129 @@ def test_card_sections_and_numbers(run):
     # the html carries the same sections
     html = (run / "model_card.html").read_text()
     for s in SECTIONS: assert f"<h2>{s}</h2>" in html.replace("&amp;", "&"), s
+
+
+# ---------------------------------------------------------------- a refused promotion says what to do; accountable sign-off
+STRICT = ["--employees", "1500", "--tenants", "8", "-p", "n_splits=3", "-p", "model_kind=logistic", "-p", "n_boot=50",
+          "-p", "policy={evidence: point, fairness: {selection_rate_ratio: {min: 0.95}}}", "--no-progress"]
+
+
+def cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    "A tiny tracked run under a strict policy (four-fifths raised to 0.95, point evidence): a fairness gate fails and blocks."
+    import os
+    base = tmp_path_factory.mktemp("refused")
+    env = {**os.environ, "HR_ML_TRACKING_URI": f"sqlite:///{base}/mlruns/mlflow.db"}
+    r = cli("train", "attrition", *STRICT, "--out", base / "runs", env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (d,) = [p for p in (base / "runs" / "attrition").iterdir() if not p.name.startswith(".")]
+    m = json.loads((d / "metrics.json").read_text())
+    bad = [g for g in m["gates"] if g["blocking"] and not g["passed"]]
+    assert bad and all(g["name"].startswith("fairness.") for g in bad), m["gates"]
+    return dict(base=base, env=env, run=d, m=m, bad=bad, train_out=r.stdout)
+
+
+def _gate_line(g):
+    v = lambda x: f"{x:.3g}"
+    return f"{g['name']} = {v(g['value'])} (needs {g['op']} {v(g['threshold'])})"
+
+
+def test_training_summary_says_not_promotable(refused):
+    out = refused["train_out"]
+    assert "promote with:" not in out and "not promotable" in out, out
+    for g in refused["bad"]: assert _gate_line(g) in out, (g, out)
+    assert "-p exclude='[" in out and "--accept " in out and "--by NAME --reason TEXT" in out, out
+    n_block = sum(g["blocking"] for g in refused["m"]["gates"])
+    assert f"gates: blocking {n_block - len(refused['bad'])}/{n_block} passed" in out, out
+
+
+def test_promote_refusal_names_gates_and_ways_forward(refused):
+    r = cli("promote", refused["run"], env=refused["env"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert "cannot be promoted" in lines[0] and "champion is unchanged" in lines[0], lines
+    for g in refused["bad"]: assert sum(l.strip().startswith(_gate_line(g)) for l in lines) == 1, (g, lines)
+    mit = [l for l in lines if "1. mitigat" in l]
+    acc = [l for l in lines if "2. accountable sign-off" in l]
+    assert len(mit) == 1 and len(acc) == 1, lines
+    assert all(f"--accept {g['name']}" in acc[0] for g in refused["bad"]) and "--by NAME --reason TEXT" in acc[0]
+    assert "hr-ml models" not in r.stdout and cli("models", "--tracking-uri", refused["env"]["HR_ML_TRACKING_URI"]).stdout.startswith("no versions")
+
+
+def test_mitigation_table_and_command(refused):
+    fj = json.loads((refused["run"] / "fairness.json").read_text())
+    mit = {t["gate"]: t for t in fj["mitigation"]["gates"]}
+    assert {g["name"] for g in refused["bad"]} <= set(mit)
+    for t in mit.values():
+        assert t["rows"][0]["drop"] is None and 2 <= len(t["rows"]) <= 4
+        for r in t["rows"][1:]:
+            assert r["drop"] in refused["m"]["features"] and isinstance(r["roc_auc"], float) and r["auc_change"] == pytest.approx(r["roc_auc"] - t["rows"][0]["roc_auc"], abs=2e-4)
+    # the suggested retraining command runs as printed (plus where to write and no tracking)
+    line = next(l for l in cli("promote", refused["run"], env=refused["env"]).stderr.splitlines() if "1. mitigat" in l)
+    cmd = line[line.index("hr-ml train attrition"):]
+    ex = re.search(r"-p exclude='\[(.*?)\]'", cmd).group(1).split(", ")
+    import shlex
+    args = shlex.split(cmd)[1:]
+    out = refused["base"] / "mitigated"
+    r = cli(*args, "--out", out, "--no-track", "--no-progress")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (d,) = list((out / "attrition").iterdir())
+    feats = json.loads((d / "metrics.json").read_text())["features"]
+    assert ex and not set(ex) & set(feats) and set(feats) | set(ex) == set(refused["m"]["features"])
+
+
+def test_signoff_recorded_in_registry_models_and_card(refused, tmp_path):
+    import shutil
+    run = Path(shutil.copytree(refused["run"], refused["run"].parent / (refused["run"].name + "-signed")))
+    man = json.loads((run / "manifest.json").read_text()); man["run_id"] = run.name
+    (run / "manifest.json").write_text(json.dumps(man))
+    who, why = "Dana Weber (HR director)", "four-fifths at 0.95 is our internal stretch target; reviewed with the works council"
+    acc = [a for g in refused["bad"] for a in ("--accept", g["name"])]
+    assert cli("promote", run, *acc, "--by", who, env=refused["env"]).returncode == 2  # --reason missing
+    r = cli("promote", run, *acc, "--by", who, "--reason", why, env=refused["env"])
+    assert r.returncode == 0, r.stderr
+    assert "champion of 'attrition' is now version" in r.stdout and f"{len(refused['bad'])} accepted by sign-off" in r.stdout, r.stdout
+    import mlflow
+    c = mlflow.MlflowClient(refused["env"]["HR_ML_TRACKING_URI"])
+    mv = c.get_model_version_by_alias("attrition", "champion")
+    so = {k.removeprefix("hr_ml.signoff."): json.loads(v) for k, v in mv.tags.items() if k.startswith("hr_ml.signoff.")}
+    assert set(so) == {g["name"] for g in refused["bad"]}
+    for g in refused["bad"]:
+        s = so[g["name"]]
+        assert (s["by"], s["reason"], s["value"], s["threshold"]) == (who, why, g["value"], g["threshold"]) and s["at_utc"].endswith("Z")
+    m = cli("models", "--tracking-uri", refused["env"]["HR_ML_TRACKING_URI"])
+    assert m.returncode == 0, m.stderr
+    for g in refused["bad"]: assert f"signed off: {_gate_line(g)} accepted by {who}" in m.stdout and why in m.stdout, m.stdout
+    md = (run / "model_card.md").read_text()
+    oversight = md[md.index("## Human oversight"):md.index("## Gates")]
+    assert who in oversight and why in oversight and all(g["name"] in oversight for g in refused["bad"])
+    assert "accepted by sign-off" in md[md.index("## Gates"):]
+    from hr_ml.runs import sha256_file
+    files = json.loads((run / "manifest.json").read_text())["files"]
+    assert "signoff.json" not in files and all(sha256_file(run / f) == h for f, h in files.items())
+
+
+@pytest.mark.parametrize("make, accept, expect", [
+    ({"roc_auc": 0.55}, "roc_auc", "not waivable"),
+    ({}, "ece", "this gate passed"),
+    ({}, "fairness.nationalty.selection_rate_ratio", "no gate of that name"),
+])
+def test_signoff_refused_one_line(refused, make, accept, expect):
+    import shutil
+    from hr_ml.runs import sha256_file
+    run = Path(shutil.copytree(refused["run"], refused["base"] / "copies" / f"{refused['run'].name}-{accept[:12]}"))
+    m = json.loads((run / "metrics.json").read_text())
+    for g in m["gates"]:
+        if g["name"] in make: g.update(value=make[g["name"]], passed=False)
+    (run / "metrics.json").write_text(json.dumps(m))
+    man = json.loads((run / "manifest.json").read_text()); man["run_id"] = run.name; man["files"]["metrics.json"] = sha256_file(run / "metrics.json")
+    (run / "manifest.json").write_text(json.dumps(man))
+    acc = [a for g in refused["bad"] for a in ("--accept", g["name"])]
+    r = cli("promote", run, *acc, "--accept", accept, "--by", "Dana Weber", "--reason", "deadline", env=refused["env"])
+    msg = r.stderr.strip()
+    assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg and f"--accept {accept}" in msg, (r.stdout, msg)
+    assert not (run / "signoff.json").exists()
