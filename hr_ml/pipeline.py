@@ -101,9 +101,9 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
     reason = cmp['reason'] if kind == 'auto' else (f"{kind} chosen by the job's parameters (mean CV ROC-AUC: " +
               ", ".join(f"{k} {v['roc_auc']}" for k, v in cmp['summary'].items()) + ").")
     model = AttritionModel(kind=chosen, **{k: v for k, v in params.items() if k != 'kind'}).fit(ds.X, ds.y, groups=ds.groups)
-    ok = lambda o: np.isfinite(o)
-    cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'],   # + the reliability table of the out-of-fold risks
-              'calibration': calibration_bins(ds.y[ok(v['oof'])], v['oof'][ok(v['oof'])])} for k, v in cmp['cv'].items()}
+    cal = lambda oof, ok: calibration_bins(ds.y[ok], oof[ok])     # reliability table of the out-of-fold risks
+    cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'], 'calibration': cal(v['oof'], np.isfinite(v['oof']))}
+          for k, v in cmp['cv'].items()}
     return model, {'chosen': chosen, 'reason': reason, 'cv': cv, 'oof': cmp['cv'][chosen]['oof']}
 
 # %% ../nbs/15_pipeline.ipynb #fd5a9679
