@@ -6,7 +6,7 @@ Docs: https://hr-ml.github.io/hr_ml/attrition.html.md"""
 
 # %% auto #0
 __all__ = ['group_folds', 'AttritionModel', 'ece', 'metrics', 'calibration_bins', 'risk_bucket', 'buckets', 'bucket_table',
-           'cross_validate', 'compare_models', 'plot_calibration', 'plot_lift']
+           'cross_validate', 'compare_models', 'plot_calibration', 'plot_lift', 'plot_reliability']
 
 # %% ../nbs/10_attrition.ipynb #5fdeaadc
 import hashlib, json, math, os
@@ -566,4 +566,21 @@ def plot_lift(y,        # 1 = left, 0 = stayed
         ax.annotate(f"lift {gains[i] / frac[i]:.1f}×", (frac[i], gains[i]), textcoords="offset points", xytext=(6, -12), fontsize=8)
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="share of employees, highest risk first", ylabel="share of exits captured", title="Cumulative gains")
     ax.legend(loc="lower right")
+    return ax.figure
+
+# %% ../nbs/10_attrition.ipynb #d3a0e10f
+def plot_reliability(tables:dict,  # name -> `calibration_bins` rows, e.g. {"cross-validation": ..., "back-test 2024": ...}
+                     ax=None,      # matplotlib Axes to draw on; None: a new figure
+                    ):
+    "Reliability curves of several stored reliability tables on one chart (suppressed bins left out)."
+    if ax is None: _, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    for i, (name, rows) in enumerate(tables.items()):
+        shown = [r for r in rows or [] if not r.get("suppressed") and r.get("n")]
+        if not shown: continue
+        pm, om, n = (np.array([r[c] for r in shown], float) for c in ("predicted_mean", "observed_rate", "n"))
+        ax.plot(pm, om, "-", c=f"C{i}", lw=1.2)
+        ax.scatter(pm, om, s=12 + 180 * np.sqrt(n / n.max()), c=f"C{i}", alpha=0.75, label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted risk", ylabel="observed exit rate", title="Calibration")
+    ax.legend(loc="upper left")
     return ax.figure

@@ -548,7 +548,7 @@ def _truth(S, tables, oracle, params, seed, end_date, as_of, pay_gap_pct)->dict:
 def generate(n_employees:int=2000,      # distinct employees in the employees table, leavers included
              n_tenants:int=10,          # customer companies (tenants)
              seed:int=0,                # random seed: the same seed gives the same tables
-             years:int=6,               # years of simulated history, ending at `end_date` (6: room for a back-test)
+             years:int=4,               # years of simulated history, ending at `end_date`
              end_date:date=date(2025, 12, 31), # export date: nothing is dated after it
              pay_gap_pct:float=4.0,     # planted unexplained gender pay gap in % (job family x level x location)
              progress:bool=False,       # show a progress bar over the months

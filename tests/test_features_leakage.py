@@ -244,7 +244,7 @@ def test_backtest_training_needs_a_year_of_records():
     tables, _ = generate(n_employees=300, n_tenants=2, seed=7, years=4)          # records begin 2022-01-01
     with pytest.raises(HRDataError, match="the data needs more history"):
         training_set_as_of(tables, date(2023, 12, 31))
-    past = training_set_as_of(generate(n_employees=300, n_tenants=2, seed=7)[0], date(2023, 12, 31))   # six years: from 2020
+    past = training_set_as_of(generate(n_employees=300, n_tenants=2, seed=7, years=6)[0], date(2023, 12, 31))   # from 2020
     assert past["as_of"].min() >= date(2021, 1, 1) and past["as_of"].n_unique() == 8
 
 def test_bench_smoke(tmp_path):
