@@ -787,7 +787,7 @@ def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
         fair["realized"] = fairness_check(lab["risk"].to_numpy(), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th_r)
     status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
-    status["reasons"] += [f"info: {n}" for n in r["notes"]]
+    status["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     return {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
             "drift": drift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
 
