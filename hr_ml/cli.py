@@ -403,11 +403,11 @@ def erase(tenant:str=typer.Option(..., "--tenant", help="tenant id"),
 # %% ../nbs/40_cli.ipynb #f85c81c1
 @app.command()
 @friendly
-def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS export (folder or single table); default: a synthetic HRIS"),
+def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS export (folder or single table), or for a model trained on a one-row-per-employee export, such a CSV/Parquet file; default: a synthetic HRIS"),
             model:str=typer.Option("champion", "--model", help="registry alias (champion) or a training run folder"),
             outcomes:Optional[Path]=typer.Option(None, "--outcomes", help="realized exits (CSV/Parquet), once they are known"),
             config:Optional[Path]=typer.Option(None, "--config", help="YAML thresholds over the defaults"),
-            mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping"),
+            mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping (a one-row export: the training mapping; default: the model's own)"),
             param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable)"),
             tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
             out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/monitor/RUN_ID"),

@@ -9,8 +9,8 @@ __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHI
            'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'read_outcomes',
            'outcomes_from_tables', 'month_ends', 'score_months', 'label_months', 'performance_by_month',
            'realized_performance', 'fairness_check', 'monitor_status', 'check_reference', 'load_reference',
-           'load_tables', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted',
-           'plot_performance']
+           'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance', 'run_monitor',
+           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -448,7 +448,7 @@ def _date(d):
 
 def _need_features(df:pl.DataFrame, model:AttritionModel):
     miss = [f for f in model.feature_names_ if f not in df.columns]
-    if miss: raise HRDataError(f"the model needs feature(s) {', '.join(miss[:5])} that HRIS data does not provide; it was trained on a one-row-per-employee export, which monitoring from HRIS tables cannot score")
+    if miss: raise HRDataError(f"the model needs feature(s) {', '.join(miss[:5])} that HRIS data does not provide; pass the kind of data it was trained on")
 
 # %% ../nbs/33_monitor.ipynb #ff0eb6bf
 _NO_OUTCOME = ("auc", "observed_rate", "calibration_gap", "tpr", "fpr", "n_pos")
@@ -598,8 +598,14 @@ def load_tables(data:str|Path|None=None, # HRIS folder or single employees file;
                 years:int=6,             # synthetic: years of history
                 shift:str|None=None,     # plant a shift (see `plant_shift`)
                 shift_params:dict|None=None, # its parameters
+                model:AttritionModel|None=None, # the model to monitor: one trained on a one-row export reads `data` as one
                )->tuple:
-    "The new export's canonical tables and a one-line description of the source."
+    "The new export's canonical tables (a `RowExport` for a one-row-per-employee export) and a one-line description of the source."
+    rec = getattr(model, "recipe_", None)
+    if rec:
+        if data is None: raise HRDataError("the model was trained on a one-row-per-employee export; pass that kind of export with --data (and its mapping with --mapping), not the synthetic HRIS")
+        if shift: raise HRDataError(f"shift {shift!r} plants a change in HRIS tables; for a one-row-per-employee export, change a copy of the file instead")
+        return read_rows(data, mapping, rec), f"{Path(data)} (one row per employee)"
     if data is None:
         from hr_ml.synth import generate
         tables, _ = generate(n_employees=employees, n_tenants=tenants, seed=seed, years=years)
@@ -607,9 +613,16 @@ def load_tables(data:str|Path|None=None, # HRIS folder or single employees file;
     else:
         from hr_ml.io import read_hris
         from hr_ml.schema import validate
+        from hr_ml.io import _as_mapping
         p = Path(data)
         if not p.exists(): raise HRDataError(f"{p}: data not found. Check --data.")
-        tables = read_hris(p, mapping)
+        m = _as_mapping(mapping)
+        if p.is_file() and m.get("target"):   # a mapping with a target reads one row per employee, as in training
+            if model is not None: raise HRDataError(f"{p}: a one-row-per-employee export (the mapping names a target), but the model was trained on HRIS tables; "
+                                                    "pass an HRIS export (a folder of tables, or an employees file), or monitor a model trained on this export")
+            if shift: raise HRDataError(f"shift {shift!r} plants a change in HRIS tables; for a one-row-per-employee export, change a copy of the file instead")
+            return read_rows(p, m), f"{p} (one row per employee)"
+        tables = read_hris(p, m)
         validate(tables)
         source = str(p)
     if shift:
@@ -617,10 +630,106 @@ def load_tables(data:str|Path|None=None, # HRIS folder or single employees file;
         source += f", with a planted {shift}"
     return tables, source
 
+# %% ../nbs/33_monitor.ipynb #a1b0e002
+from dataclasses import dataclass
+
+@dataclass
+class RowExport:
+    "A one-row-per-employee export as read, with the mapping that reads it; `run_monitor` makes it into the model's features."
+    df:pl.DataFrame  # the export's rows as read (CSV: text; Parquet: its own types)
+    mapping:dict     # the user's mapping (may be empty: the model's recipe holds its own)
+    source:str       # the file's name, for notes and errors
+    def __repr__(self): return f"RowExport({self.source}: {self.df.height:,} rows, {self.df.width} columns)"
+
+_ROW_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+_READ_KEYS = ("delimiter", "decimal", "encoding")
+
+def read_rows(data:str|Path,       # a one-row-per-employee CSV or Parquet file
+              mapping=None,        # its mapping (YAML path or dict); None: the model's own (in `recipe`)
+              recipe:dict|None=None, # the model's `recipe_`: its delimiter, decimal and encoding read the file unless the mapping says otherwise
+             )->RowExport:
+    "Read a one-row-per-employee export for monitoring, tolerantly (delimiter, BOM, encoding) as training did."
+    from hr_ml.io import load_mapping, check_mapping, _read_raw
+    p = Path(data)
+    if not p.exists(): raise HRDataError(f"{p}: data not found. Check --data.")
+    if not (p.is_file() and p.suffix.lower() in _ROW_SUFFIXES):
+        raise HRDataError(f"{p}: {'a folder' if p.is_dir() else 'not a CSV or Parquet file'}, but the model was trained on a one-row-per-employee export; "
+                          "pass one CSV or Parquet file with the training export's columns (and its mapping)")
+    m = load_mapping(mapping) if isinstance(mapping, (str, Path)) else check_mapping(mapping)
+    rm = (recipe or {}).get("mapping", {})
+    how = check_mapping({k: v for k, v in {**rm, **m}.items() if k in _READ_KEYS})
+    return RowExport(_read_raw(p, "export", how), m, p.name)
+
+def export_date(recipe:dict, # a model's `recipe_`
+               )->dt.date|None:
+    "The training export's date as its recipe knows it: the latest day its date columns counted back from (None without dates)."
+    refs = [v["ref"] for v in (recipe or {}).get("columns", {}).values() if v.get("kind") == "date" and v.get("ref")]
+    return dt.date.fromisoformat(max(refs)) if refs else None
+
+def row_inputs(rows:RowExport,        # from `read_rows`
+               model:AttritionModel,  # a model trained on a one-row export (it has `recipe_`)
+               as_of=None,            # the export's date: its dates count back from it; None: the training export's (recipe), else today
+              )->dict:
+    "Features (by the model's recipe), protected attributes, recorded outcomes and date of a one-row export."
+    from hr_ml.tabular import table_features, _strip, _numbers, _target, _names, _PROTECTED, _RECIPE_KEYS
+    rec = getattr(model, "recipe_", None)
+    if not rec: raise HRDataError(f"{rows.source}: a one-row-per-employee export, but the model was trained on HRIS tables; "
+                                  "pass an HRIS export (a folder of tables, or an employees file) with its mapping, or monitor a model trained on this export")
+    m = {**rec.get("mapping", {}), **{k: v for k, v in rows.mapping.items() if k in _RECIPE_KEYS and v not in (None, [], {})}}
+    day = _date(as_of)
+    X, ids = table_features(rows.df, rec, model.feature_names_, m, rows.source, day)
+    if day: how = "the monitoring date given (as_of); the export's dates count back from it"
+    elif (day := export_date(rec)): how = "the training export's date, from the model's recipe (its dates count back from it); pass as_of for a newer export"
+    else: day, how = dt.date.today(), "today: the model's recipe holds no date; pass as_of for the export's own date"
+    d = _strip(rows.df)
+    tcol, idcol, notes = m.get("target"), m.get("id"), []
+    named = _names(m, "protected")
+    if (gone := [c for c in named if c not in d.columns]): notes.append(f"protected column(s) {', '.join(gone)} not in {rows.source}: not audited")
+    prot = [c for c in named if c in d.columns]
+    prot += [c for c in d.columns if c not in {*prot, *_names(m, "drop"), *model.feature_names_, tcol, idcol} and _PROTECTED.match(c)]
+    d = d.select(list(dict.fromkeys(prot + ([tcol] if tcol in d.columns else []))))
+    d = d.with_columns([num for c in d.columns if (num := _numbers(d[c])) is not None])
+    for c, recode in (m.get("values") or {}).items():
+        if c in d.columns: d = d.with_columns(pl.col(c).cast(pl.String).replace({str(k): None if v is None else str(v) for k, v in recode.items()}))
+    y, why = None, None
+    if tcol is None: why = "the model's recipe names no target column, so the export's outcomes cannot be found"
+    elif tcol not in d.columns: why = f"{rows.source} has no {tcol} column: add it (who has left since) to measure realized performance"
+    else:
+        try:
+            yy, known = _target(d, m, rows.source)
+            y = np.where(known, yy, np.nan)
+        except HRDataError as e: why = f"{tcol} cannot be read as outcomes: {e}"
+    return {"X": X, "ids": ids, "protected": d.select(prot).rename(lambda c: f"{F.PROTECTED_PREFIX}{c}"), "y": y, "target": tcol,
+            "outcome_note": why, "as_of": day, "as_of_note": how, "notes": notes}
+
+def row_performance(risk:np.ndarray,        # the model's risk for the export's rows
+                    y:np.ndarray|None,      # outcomes recorded in the export: 1 left, 0 stayed, NaN empty; None: none recorded
+                    as_of:dt.date,          # the export's date (the one period)
+                    target:str="the target", # the target column's name, for the note
+                    horizon_months:int=12,  # the model's horizon
+                    k:int=5,                # suppression
+                    protected:pl.DataFrame|None=None, # prot_ columns of the rows, carried into `labeled` for the realized fairness audit
+                    note:str|None=None,     # why there are no outcomes (with y None)
+                   )->dict:
+    "Realized performance against the outcomes a one-row export records, as one period; or a note saying why not."
+    base = {"source": f"the export's {target} column", "since": None, "until": str(as_of), "window_months": horizon_months,
+            "horizon_months": horizon_months, "converted": False}
+    if y is None: return {**base, "available": False, "months": [], "note": note or "the export records no outcomes"}
+    risk, y = np.asarray(risk, float), np.asarray(y, float)
+    known = np.isfinite(y)
+    lab = pl.DataFrame({"as_of": pl.Series([as_of] * int(known.sum()), dtype=pl.Date), "risk": risk[known], "y": y[known].astype(np.int8)})
+    if protected is not None: lab = pl.concat([lab, protected.filter(pl.Series(known))], how="horizontal")
+    by = performance_by_month(lab, horizon_months, None, k)
+    empty = len(y) - int(known.sum())
+    return {**base, "available": True, "months": [str(as_of)], "by_month": by, "labeled": lab,
+            "pooled": by.filter(pl.col("month") == "all").to_dicts()[0],
+            "note": (f"outcomes as recorded in the export ({target} column, {int(known.sum()):,} rows{f', {empty:,} empty left out' if empty else ''}), "
+                     f"one period as of {as_of}; rows the model was trained on give in-sample figures")}
+
 # %% ../nbs/33_monitor.ipynb #caf03677
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
-                tables:dict,                # the new export's canonical tables
+                tables:dict,                # the new export's canonical tables, or a one-row export (`RowExport`, see `load_tables`)
                 as_of=None,                 # monitoring date; None: the data's last date
                 outcomes=None,              # outcomes file or DataFrame; None: the HRIS's termination records
                 outcomes_until=None,        # outcomes complete up to this date
@@ -630,9 +739,14 @@ def run_monitor(model:AttritionModel,       # the model
                 n_boot:int=100,             # fairness bootstrap replicates
                 seed:int=0,                 # bootstrap seed
                )->dict:
-    "Drift, realized performance, fairness and status of `model` on a new export."
+    "Drift, realized performance, fairness and status of `model` on a new export (HRIS tables or one row per employee)."
     th = load_thresholds(thresholds)
     check_reference(model, profile)
+    if isinstance(tables, RowExport):
+        if outcomes is not None: raise HRDataError("an outcomes file goes with an HRIS export; a one-row-per-employee export records its outcomes in its target column")
+        return _monitor_rows(model, profile, tables, as_of, th, k, n_boot, seed)
+    if getattr(model, "recipe_", None):
+        raise HRDataError("the model was trained on a one-row-per-employee export; pass that kind of export (one CSV or Parquet file with the training columns, and its mapping), not HRIS tables")
     meta = profile.get("meta", {})
     horizon, cuts = int(meta.get("horizon_months", 12)), tuple(meta.get("cuts", (0.15, 0.35)))
     _, end = F.data_range(tables)
@@ -657,6 +771,26 @@ def run_monitor(model:AttritionModel,       # the model
     return {"as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
             "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
 
+def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
+    "`run_monitor` for a one-row-per-employee export: the same checks, outcomes from its target column as one period."
+    meta = profile.get("meta", {})
+    horizon, cuts = int(meta.get("horizon_months", 12)), tuple(meta.get("cuts", (0.15, 0.35)))
+    r = row_inputs(rows, model, as_of)
+    X = r["X"]
+    risk = model.predict_risk(X)
+    drift = feature_drift(profile, X, risk, th)
+    perf = row_performance(risk, r["y"], r["as_of"], r["target"], horizon, k, r["protected"], r["outcome_note"])
+    fair = {"current": fairness_check(risk, r["protected"], cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th), "realized": None}
+    if perf["available"]:
+        lab = perf["labeled"]
+        th_r = copy.deepcopy(th); th_r["fairness"]["selection_rate_ratio"] = None   # selection rates are judged on the current scores
+        fair["realized"] = fairness_check(lab["risk"].to_numpy(), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
+                                          cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th_r)
+    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
+    status["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
+    return {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
+            "drift": drift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
+
 def write_outputs(res:dict,           # from `run_monitor`
                   out:Path|str,       # the run folder
                   info:dict|None=None, # where the model came from (`load_reference`)
@@ -674,7 +808,7 @@ def write_outputs(res:dict,           # from `run_monitor`
             for k, v in res["fairness"].items()}
     ref = res["reference"]
     doc = {"status": res["status"]["status"], "checks": res["status"]["checks"], "reasons": res["status"]["reasons"],
-           "as_of": res["as_of"], "data_end": res["data_end"], "n": res["n"], "data": source, "model": info,
+           "as_of": res["as_of"], **({"as_of_note": res["as_of_note"]} if res.get("as_of_note") else {}), "data_end": res["data_end"], "n": res["n"], "data": source, "model": info,
            "reference": {"as_of": ref.get("as_of"), "n": ref["n"], "k": ref["k"], **{k: v for k, v in ref.get("meta", {}).items()}},
            "score": {"mean": float(np.mean(res["risk"])), "mean_ref": ref["score"]["mean"]},
            "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(), "performance": perf, "fairness": fair}

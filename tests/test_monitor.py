@@ -164,3 +164,103 @@ def test_bad_inputs_one_line(world, tmp_path):
     one_line(e)
     with pytest.raises(HRDataError) as e: M.load_reference(tmp_path / "nope")
     assert "run folder not found" in one_line(e)
+
+
+# ---------------------------------------------------------------- (7) a model trained on a one-row-per-employee export
+def readme_mapping():
+    "The README's mapping.yaml for the one-row demo export, as a user copies it."
+    import re
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    return re.search(r"cat > mapping\.yaml <<'YAML'\n(.*?)\nYAML\n", text, re.S).group(1)
+
+
+def cli(*args, cwd=None, env=None):
+    import subprocess, sys
+    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def row_run(tmp_path_factory):
+    "A logistic model trained as the training job does on a small demo export, saved as a run folder with its reference profile."
+    from hr_ml.pipeline import load_dataset, choose_and_fit
+    from hr_ml.runs import sha256_file
+    from hr_ml.tabular import demo_export
+    d = tmp_path_factory.mktemp("onerow")
+    demo_export(n=400, seed=4).write_csv(d / "export.csv")
+    (d / "mapping.yaml").write_text(readme_mapping())
+    ds = load_dataset(d / "export.csv", d / "mapping.yaml", n_splits=3)
+    model, fit = choose_and_fit(ds, n_splits=3, n_repeats=1, kind="logistic")
+    run = d / "runs" / "attrition" / "20260101-000000-onerow"
+    model.save(run)
+    oof = {"roc_auc": 0.75, "brier": 0.12, "ece": 0.03, "base_rate": float(ds.y.mean())}
+    M.save_profile(M.reference_profile(ds.X, model.predict_risk(ds.X), model.feature_names_, meta={
+        "source": ds.source, "horizon_months": 12, "cuts": [0.15, 0.35], "expected": oof}), run / "reference_profile.json")
+    gates = [dict(name="roc_auc", value=0.75, op=">=", threshold=0.65, passed=True, blocking=True)]
+    (run / "metrics.json").write_text(json.dumps({"cuts": [0.15, 0.35], "horizon_months": 12, "oof_metrics": oof, "chosen_model": "logistic",
+                                                  "gates": gates, "gates_passed": True, "features": model.feature_names_}))
+    files = {f.name: sha256_file(f) for f in run.iterdir()}
+    (run / "manifest.json").write_text(json.dumps({"job": "train_attrition", "run_id": run.name, "files": files, "model_sha256": files["model.json"]}))
+    return d, run, model
+
+
+def test_one_row_export_monitored_from_the_cli(row_run):
+    d, run, model = row_run
+    r = cli("monitor", "--model", run, "--data", "export.csv", "--mapping", "mapping.yaml", "-p", "n_boot=10", "--no-progress", cwd=d)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    out = d / "runs" / "monitor" / sorted(p.name for p in (d / "runs" / "monitor").iterdir())[-1]
+    doc = json.loads((out / "monitor.json").read_text())
+    assert doc["status"] in ("ok", "warn", "alert") and f"status: {doc['status']}" in r.stdout
+    drift = {x["feature"]: x for x in doc["drift"]}
+    assert set(drift) == {*model.feature_names_, M.SCORE}
+    assert all(x["status"] == "ok" for x in drift.values()), [x for x in drift.values() if x["status"] != "ok"]   # the training rows do not drift
+    assert doc["as_of"] == str(M.export_date(model.recipe_)) and "recipe" in doc["as_of_note"]
+    n = pl.read_csv(d / "export.csv").height
+    perf = doc["performance"]
+    assert perf["available"] and perf["months"] == [doc["as_of"]] and "Attrition" in perf["note"], perf
+    assert perf["pooled"]["n"] == n == doc["n"] and perf["pooled"]["roc_auc"] > 0.6
+    cur = doc["fairness"]["current"]["summary"]
+    assert set(cur) == {"Age", "Gender", "MaritalStatus"} and doc["fairness"]["realized"]["outcomes"]
+    assert (out / "report.html").exists() and (out / "performance.parquet").exists()
+
+
+def test_one_row_drift_named_for_the_champion(row_run, tmp_path):
+    "A drifted export without outcomes (everyone on overtime, pay cut by 30%) warns or alerts naming both features; --model champion."
+    from hr_ml.registry import log_run, promote
+    d, run, model = row_run
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    log_run(run, uri); promote(run, uri)
+    raw = pl.read_csv(d / "export.csv", infer_schema=False)
+    raw.drop("Attrition").with_columns(OverTime=pl.lit("Yes"), MonthlyIncome=(pl.col("MonthlyIncome").cast(pl.Int64) * 0.7).round(0).cast(pl.Int64)) \
+       .write_csv(tmp_path / "drifted.csv")
+    r = cli("monitor", "--model", "champion", "--tracking-uri", uri, "--data", tmp_path / "drifted.csv", "--mapping", d / "mapping.yaml",
+            "-p", "n_boot=10", "--no-progress", "--fail-on", "warn", "--out", tmp_path / "runs", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-3000:]                    # --fail-on warn: a scheduler sees the finding
+    (out,) = (tmp_path / "runs" / "monitor").iterdir()
+    doc = json.loads((out / "monitor.json").read_text())
+    assert doc["status"] in ("warn", "alert") and doc["model"]["model"] == "champion"
+    st = {x["feature"]: x["status"] for x in doc["drift"]}
+    assert st["OverTime"] == "drift" and st["MonthlyIncome"] != "ok" and st[M.SCORE] != "ok", st
+    assert any("feature OverTime" in why for why in doc["reasons"]) and any("feature MonthlyIncome" in why for why in doc["reasons"])
+    assert not doc["performance"]["available"] and "no Attrition column" in doc["performance"]["note"]
+
+
+def test_one_row_and_hris_mixed_up_one_line(world, row_run, tmp_path):
+    from hr_ml.io import write_hris
+    tables, hris_model, prof, _ = world
+    d, run, model = row_run
+    write_hris(tables, tmp_path / "hris")
+    with pytest.raises(HRDataError) as e: M.load_tables(tmp_path / "hris", model=model)          # one-row model, HRIS folder
+    assert "a folder" in one_line(e) and "one CSV or Parquet file" in str(e.value)
+    with pytest.raises(HRDataError) as e: M.load_tables(d / "export.csv", d / "mapping.yaml", model=hris_model)   # HRIS model, one-row export
+    assert "trained on HRIS tables" in one_line(e) and "HRIS export" in str(e.value)
+    rows, source = M.load_tables(d / "export.csv", d / "mapping.yaml")                           # no model: the mapping's target says one row per employee
+    assert isinstance(rows, M.RowExport) and "one row per employee" in source
+    with pytest.raises(HRDataError) as e: M.run_monitor(hris_model, prof, rows)
+    assert "trained on HRIS tables" in one_line(e)
+    with pytest.raises(HRDataError) as e: M.run_monitor(model, M.load_profile(run), tables)
+    assert "one-row-per-employee export" in one_line(e)
+    r = cli("monitor", "--model", run, "--data", tmp_path / "hris", "-p", "n_boot=10", "--no-progress", "--out", tmp_path / "runs", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    msg = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
+    assert len(msg) <= 2 and "one CSV or Parquet file" in msg[-1], msg
+    assert not (tmp_path / "runs" / "monitor").exists() or not list((tmp_path / "runs" / "monitor").iterdir())
