@@ -6,9 +6,9 @@ Docs: https://hr-ml.github.io/hr_ml/report.html.md"""
 
 # %% auto #0
 __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_cell', 'words', 'plain_source', 'table_html',
-           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'group_column',
-           'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence', 'train_summary', 'pay_summary',
-           'monitor_summary', 'show_md', 'show_summary']
+           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'feature_label',
+           'group_column', 'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence', 'train_summary',
+           'pay_summary', 'monitor_summary', 'show_md', 'show_summary']
 
 # %% ../nbs/23_report.ipynb #4dc3f781
 import io, re, math
@@ -163,6 +163,11 @@ def action_for(f:str)->str:
     if f in ACTIONS: return ACTIONS[f]
     w = set(_words(f))
     return next((a for keys, a in _ACTION_WORDS if keys & w), "hold stay conversations about what keeps people")
+
+def feature_label(f:str)->str:
+    "A feature's name as a column header: 'months_since_raise' -> 'Months since raise', 'MonthlyIncome' -> 'Monthly income'."
+    from hr_ml.explain import _label
+    return _label(f)
 
 def group_column(X:pl.DataFrame)->str|None:
     "The column to show risk by (department, team or job family), if the data has one."
