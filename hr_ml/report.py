@@ -7,7 +7,7 @@ Docs: https://hr-ml.github.io/hr_ml/report.html.md"""
 # %% auto #0
 __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_cell', 'words', 'plain_source', 'table_html',
            'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'feature_label',
-           'group_column', 'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence', 'train_summary',
+           'group_column', 'risk_by_group', 'show_groups', 'gate_words', 'gate_rule', 'gate_sentence', 'train_summary',
            'pay_summary', 'monitor_summary', 'show_md', 'show_summary']
 
 # %% ../nbs/23_report.ipynb #4dc3f781
@@ -89,7 +89,7 @@ def table_html(df:pl.DataFrame,      # the table, one row per line shown
     num = [c for c in df.columns if df.schema[c].is_numeric()]
     p = pd.DataFrame({labels.get(c, _human(c)): v for c, v in cols.items()})
     st = p.style.hide(axis="index").set_table_styles(_CSS)
-    if num: st = st.set_table_styles({labels.get(c, _human(c)): [{"selector": "td", "props": "text-align:right"}] for c in num}, overwrite=False)
+    if num: st = st.set_table_styles({labels.get(c, _human(c)): [{"selector": "td", "props": "text-align:right;white-space:nowrap"}] for c in num}, overwrite=False)
     if flag is not None:
         st = st.apply(lambda r: ["background:#fde2e1" if flag[r.name] else ""] * len(r), axis=1)
     if caption: st = st.set_caption(caption)
@@ -214,6 +214,13 @@ def gate_words(name:str)->str:
 
 def _num(v, d=3): return v if isinstance(v, str) else "–" if v is None else f"{v:.{d}f}"
 
+_OPS = {">=": "at least", "<=": "at most", ">": "above", "<": "below", "==": "exactly"}
+
+def gate_rule(g:dict)->str:
+    "A gate's threshold in words: 'at least 0.8'."
+    t = g.get("threshold")
+    return f"{_OPS.get(g.get('op'), g.get('op') or '')} {t:g}".strip() if isinstance(t, (int, float)) else "–"
+
 def gate_sentence(gates:list[dict])->str:
     "Whether the gates pass, naming each failing blocking gate with its value and threshold, and the advisory ones apart."
     blocking = [g for g in gates if g.get("blocking", True)]
@@ -221,7 +228,7 @@ def gate_sentence(gates:list[dict])->str:
     adv = [g for g in gates if not g.get("blocking", True) and not g.get("passed")]
     if not bad: s = f"all {len(blocking)} blocking gates pass, so the model can be promoted"
     else: s = (f"{len(bad)} of {len(blocking)} blocking gates fail, so the model cannot be promoted as it is: "
-               + "; ".join(f"{gate_words(g['name'])} is {_num(g.get('value'))}, the policy asks {g.get('op', '')} {_num(g.get('threshold'), 2)}" for g in bad))
+               + "; ".join(f"{gate_words(g['name'])} is {_num(g.get('value'))}, the policy asks {gate_rule(g)}" for g in bad))
     if adv: s += f". {len(adv)} advisory check{'s' if len(adv) > 1 else ''} ({words([gate_words(g['name']) for g in adv])}) need{'' if len(adv) > 1 else 's'} a human review"
     return s + "."
 
@@ -318,7 +325,7 @@ def monitor_summary(st:dict,                  # the status: {'status', 'checks',
            + "Checks: " + ", ".join(f"{c} {v}" for c, v in st.get("checks", {}).items()) + "."]
     if st.get("reasons"): out.append("**Why.** " + " ".join(r[:1].upper() + r[1:] + ("" if r.endswith(".") else ".") for r in st["reasons"]))
     moved = [] if drift is None else drift.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).sort("psi", descending=True)["feature"].to_list()
-    if moved: out.append(f"**What moved most.** {words([feature_words(f) for f in moved[:4]])}.")
+    if moved: w = words([feature_words(f) for f in moved[:4]]); out.append(f"**What moved most.** {w[:1].upper()}{w[1:]}.")
     out.append("**What to do next.** " + {
         "alert": "Do not rely on new scores until the cause is understood: check whether the shifted features reflect a real change "
                  "(a pay round, a reorganisation) or a data problem; if real, retrain on recent data and compare with this model before promoting.",
