@@ -282,7 +282,7 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
 
 # %% ../nbs/23_report.ipynb #ddd4fb69
 def _gap(v, what="pay"):
-    if isinstance(v, str) or v is None: return f"{what}: {v or 'not available'}"
+    if isinstance(v, str) or v is None: return f"the gap is {v or 'not available'}"
     return f"women's {what} is {abs(v):.1f}% {'below' if v > 0 else 'above'} men's" if round(v, 1) else f"women's and men's {what} are equal"
 
 def pay_summary(rep:dict,            # `hr_ml.pay_equity.report`'s indicators

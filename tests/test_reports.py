@@ -21,7 +21,7 @@ drop: [DailyRate, HourlyRate, MonthlyRate]
 PAY_MAPPING = """pay_equity:
   id: Id
   gender: Sex
-  gender_values: {F: female, M: male}
+  gender_values: {F: female, M: male, D: non_binary}
   base_pay: Salary
   hours: Hours
   categories: [Family, Grade]
@@ -41,6 +41,7 @@ def only_run(out: Path, kind: str) -> Path:
 def pay_export(d: Path):
     rows = [dict(Id=f"E{i:03d}", Sex="F" if i % 2 else "M", Family=("ops", "eng")[i % 3 == 0], Grade=str(1 + i % 2), Hours=40,
                  Salary=40000 + 300 * (i % 17) + (0 if i % 2 else 2500) + (5000 if i % 3 == 0 else 0)) for i in range(120)]
+    rows.append(dict(Id="E999", Sex="D", Family="ops", Grade="1", Hours=40, Salary=45000))   # one person of another gender: a suppressed count
     pl.DataFrame(rows).write_csv(d / "pay.csv")
     (d / "pay.yaml").write_text(PAY_MAPPING)
 
