@@ -7,8 +7,8 @@ Docs: https://hr-ml.github.io/hr_ml/report.html.md"""
 # %% auto #0
 __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_cell', 'words', 'plain_source', 'table_html',
            'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'feature_label',
-           'group_column', 'risk_by_group', 'show_groups', 'gate_words', 'gate_rule', 'gate_sentence', 'train_summary',
-           'pay_summary', 'monitor_summary', 'show_md', 'show_summary']
+           'group_column', 'risk_by_group', 'show_groups', 'risk_effects', 'gate_words', 'gate_rule', 'gate_sentence',
+           'train_summary', 'pay_summary', 'monitor_summary', 'show_md', 'show_summary']
 
 # %% ../nbs/23_report.ipynb #4dc3f781
 import io, re, math
@@ -200,6 +200,21 @@ def show_groups(g:pl.DataFrame, name:str="department")->None:
                           "main_driver": "Driver that stands out", "action": "Suggested action"},
                formats={"avg_risk": pct, "high": pct})
 
+# %% ../nbs/23_report.ipynb #158c1d48
+def risk_effects(phi:np.ndarray,  # SHAP contributions (rows × features, log-odds)
+                 bias,            # the bias: one number or one per row
+                 names:list[str], # feature names, in column order
+                 to_risk,         # margin -> probability (e.g. `partial(hr_ml.explain.margin2risk, model)`)
+                 top:int=10,      # features kept, largest effect first
+                )->pl.DataFrame:
+    "Each feature's average effect on a person's risk in percentage points: how far their risk moves if that feature were at the average (global importance in probability terms)."
+    margin = np.asarray(bias, dtype=np.float64) + phi.sum(1)
+    p = np.asarray(to_risk(margin))
+    ab = np.array([np.mean(np.abs(p - np.asarray(to_risk(margin - phi[:, j])))) for j in range(phi.shape[1])])
+    order = np.argsort(-ab, kind="stable")[:top]
+    return pl.DataFrame({"feature": [feature_words(names[j]) for j in order], "points": [float(ab[j]) * 100 for j in order],
+                         "share_raised": [float(np.mean(phi[:, j] > 0)) for j in order]})
+
 # %% ../nbs/23_report.ipynb #a36beff2
 _METRIC_WORDS = {"roc_auc": "ROC-AUC", "ece": "calibration error (ECE)", "brier": "Brier score", "selection_rate_ratio": "High-bucket selection-rate ratio",
                  "auc_difference": "AUC difference", "tpr_difference": "TPR difference", "fpr_difference": "FPR difference",
@@ -244,6 +259,7 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
                   group_name:str="department",
                   n_people:int|None=None,    # people scored now
                   n_high:int|None=None,      # of them in the High bucket
+                  effects:pl.DataFrame|None=None, # `risk_effects`: the drivers in percentage points
                  )->str:
     "The training report's opening paragraph, in Markdown: how good, who is at risk, what drives it, the gates, what next."
     oof, h = m.get("oof_metrics") or {}, m.get("horizon_months", 12)
@@ -269,7 +285,11 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
         out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more).")
     if groups is not None and groups.height and n_people and n_high is not None: tail = out.pop(); out[-1] += " " + tail
     imp = list((m.get("global_importance") or {}))[:3]
-    if imp: out.append(f"**What drives it.** Across everyone, the risk depends most on {words([feature_words(f) for f in imp])}.")
+    if effects is not None and effects.height:
+        out.append("**What drives it.** Across everyone, the risk depends most on "
+                   + words([f"{r['feature']} ({r['points']:.1f} points on average)" for r in effects.head(3).to_dicts()])
+                   + ": each moves a person's risk by that much, up or down, compared with an average employee.")
+    elif imp: out.append(f"**What drives it.** Across everyone, the risk depends most on {words([feature_words(f) for f in imp])}.")
     gates = m.get("gates")
     if gates is not None: out.append(f"**Gates.** {gate_sentence(gates)[:1].upper()}{gate_sentence(gates)[1:]}")
     ok = m.get("gates_passed", True)
