@@ -17,8 +17,10 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 TRAIN_EMPLOYEES ?= 20000
 TRAIN_TENANTS   ?= 120
 RUNS            ?= runs
+SHOTS           ?= screenshots
+SHOT_HEIGHT     ?= 7000
 
-.PHONY: help setup test check-sync nbtest pytest train lab mlflow-ui bench bench-smoke clean
+.PHONY: help setup test check-sync nbtest pytest train lab mlflow-ui bench bench-smoke screenshots clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,5 +72,23 @@ bench: setup  ## full benchmarks at platform scale (minutes; writes bench/result
 bench-smoke: setup  ## seconds-long version of every benchmark
 	$(BIN)/python bench/run_all.py --smoke --out /tmp/hr_ml_bench_smoke
 
+screenshots: setup  ## PNGs of every report (tiny runs) in screenshots/, to look at before calling a report done (headless Chromium)
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then echo "installing Debian's chromium ..."; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make screenshots needs Chromium: run 'sudo apt-get install -y chromium' (Debian/Ubuntu) and try again"; exit 1; fi; }
+	@mkdir -p $(SHOTS)/runs
+	@R=$(SHOTS)/runs; \
+	[ -d $$R/synth/attrition ] || $(BIN)/hr-ml train attrition --employees 1500 --tenants 8 -p n_splits=3 -p n_boot=30 --no-track --out $$R/synth; \
+	if [ ! -d $$R/export/attrition ]; then \
+	  $(BIN)/python -c "from hr_ml.tabular import demo_export; demo_export().write_csv('$$R/export.csv')"; \
+	  printf 'id: EmployeeNumber\ntarget: Attrition\npositive: "Yes"\nprotected: [Age, Gender, MaritalStatus]\ndrop: [DailyRate, HourlyRate, MonthlyRate]\n' > $$R/mapping.yaml; \
+	  $(BIN)/hr-ml train attrition --data $$R/export.csv --mapping $$R/mapping.yaml -p n_splits=3 -p n_repeats=1 -p n_boot=30 --no-track --out $$R/export; fi; \
+	[ -d $$R/pay/pay_equity ] || $(BIN)/hr-ml report pay-equity -p employees=3000 -p tenants=10 -p n_boot=30 --out $$R/pay; \
+	[ -d $$R/mon/monitor ] || $(BIN)/hr-ml monitor --model "$$(ls -d $$R/synth/attrition/*/ | tail -1)" -p employees=1500 -p tenants=8 -p shift=pay_freeze -p n_boot=30 --out $$R/mon || [ $$? = 1 ]; \
+	for f in $$(ls $$R/synth/attrition/*/report.html $$R/synth/attrition/*/model_card.html $$R/export/attrition/*/report.html $$R/pay/pay_equity/*/report.html $$R/mon/monitor/*/report.html); do \
+	  run=$$(basename $$(dirname $$f)); kind=$$(basename $$(dirname $$(dirname $$f))); src=$$(basename $$(dirname $$(dirname $$(dirname $$f)))); \
+	  png=$(SHOTS)/$$src-$$kind-$$(basename $$f .html).png; \
+	  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --screenshot=$$png --window-size=1280,$(SHOT_HEIGHT) "file://$$(realpath $$f)" 2>/dev/null; \
+	  echo "$$png  ($$kind run $$run)"; done
+
 clean:  ## remove the environment and generated runs
-	rm -rf $(VENV) $(TOOLS) $(RUNS) _docs _proc
+	rm -rf $(VENV) $(TOOLS) $(RUNS) $(SHOTS) _docs _proc

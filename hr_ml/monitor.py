@@ -827,9 +827,13 @@ def plot_psi(drift_df:pl.DataFrame,     # from `feature_drift`
     d = drift_df.sort("psi")
     fig, ax = plt.subplots(figsize=(7, 0.28 * d.height + 1.2))
     ax.barh(range(d.height), d["psi"].to_list(), color=[_COLOR[s] for s in d["status"]])
-    ax.set_yticks(range(d.height), [f"{f} (score)" if k == "score" else f for f, k in zip(d["feature"], d["kind"])])
+    from hr_ml.explain import _label
+    from matplotlib.patches import Patch
+    ax.set_yticks(range(d.height), ["the score (risk)" if k == "score" else _label(f) for f, k in zip(d["feature"], d["kind"])], fontsize=9)
     for x, ls in ((th["psi_warn"], "--"), (th["psi_drift"], "-")): ax.axvline(x, color="grey", ls=ls, lw=1)
-    ax.set_xlabel("PSI (colour: status; grey lines: warn and drift)"); ax.set_xscale("symlog", linthresh=0.05)
+    ax.set_xlabel(f"population stability index, PSI (grey lines: warn from {th['psi_warn']:g}, drift from {th['psi_drift']:g})"); ax.set_xscale("symlog", linthresh=0.05)
+    ax.set_title("How much each feature and the score shifted since training", fontsize=11, loc="left")
+    ax.legend(handles=[Patch(color=c, label=s) for s, c in _COLOR.items()], fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

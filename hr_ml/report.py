@@ -6,9 +6,9 @@ Docs: https://hr-ml.github.io/hr_ml/report.html.md"""
 
 # %% auto #0
 __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_cell', 'words', 'plain_source', 'table_html',
-           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'group_column',
-           'risk_by_group', 'show_groups', 'gate_words', 'gate_sentence', 'train_summary', 'pay_summary',
-           'monitor_summary', 'show_md', 'show_summary']
+           'show_table', 'calibration_points', 'plot_calibration_bins', 'feature_words', 'action_for', 'feature_label',
+           'group_column', 'risk_by_group', 'show_groups', 'risk_effects', 'gate_words', 'gate_rule', 'gate_sentence',
+           'train_summary', 'pay_summary', 'monitor_summary', 'show_md', 'show_summary']
 
 # %% ../nbs/23_report.ipynb #4dc3f781
 import io, re, math
@@ -89,7 +89,7 @@ def table_html(df:pl.DataFrame,      # the table, one row per line shown
     num = [c for c in df.columns if df.schema[c].is_numeric()]
     p = pd.DataFrame({labels.get(c, _human(c)): v for c, v in cols.items()})
     st = p.style.hide(axis="index").set_table_styles(_CSS)
-    if num: st = st.set_table_styles({labels.get(c, _human(c)): [{"selector": "td", "props": "text-align:right"}] for c in num}, overwrite=False)
+    if num: st = st.set_table_styles({labels.get(c, _human(c)): [{"selector": "td", "props": "text-align:right;white-space:nowrap"}] for c in num}, overwrite=False)
     if flag is not None:
         st = st.apply(lambda r: ["background:#fde2e1" if flag[r.name] else ""] * len(r), axis=1)
     if caption: st = st.set_caption(caption)
@@ -164,6 +164,11 @@ def action_for(f:str)->str:
     w = set(_words(f))
     return next((a for keys, a in _ACTION_WORDS if keys & w), "hold stay conversations about what keeps people")
 
+def feature_label(f:str)->str:
+    "A feature's name as a column header: 'months_since_raise' -> 'Months since raise', 'MonthlyIncome' -> 'Monthly income'."
+    from hr_ml.explain import _label
+    return _label(f)
+
 def group_column(X:pl.DataFrame)->str|None:
     "The column to show risk by (department, team or job family), if the data has one."
     return next((c for c in GROUP_COLUMNS if c in X.columns), None)
@@ -195,6 +200,21 @@ def show_groups(g:pl.DataFrame, name:str="department")->None:
                           "main_driver": "Driver that stands out", "action": "Suggested action"},
                formats={"avg_risk": pct, "high": pct})
 
+# %% ../nbs/23_report.ipynb #158c1d48
+def risk_effects(phi:np.ndarray,  # SHAP contributions (rows × features, log-odds)
+                 bias,            # the bias: one number or one per row
+                 names:list[str], # feature names, in column order
+                 to_risk,         # margin -> probability (e.g. `partial(hr_ml.explain.margin2risk, model)`)
+                 top:int=10,      # features kept, largest effect first
+                )->pl.DataFrame:
+    "Each feature's average effect on a person's risk in percentage points: how far their risk moves if that feature were at the average (global importance in probability terms)."
+    margin = np.asarray(bias, dtype=np.float64) + phi.sum(1)
+    p = np.asarray(to_risk(margin))
+    ab = np.array([np.mean(np.abs(p - np.asarray(to_risk(margin - phi[:, j])))) for j in range(phi.shape[1])])
+    order = np.argsort(-ab, kind="stable")[:top]
+    return pl.DataFrame({"feature": [feature_words(names[j]) for j in order], "points": [float(ab[j]) * 100 for j in order],
+                         "share_raised": [float(np.mean(phi[:, j] > 0)) for j in order]})
+
 # %% ../nbs/23_report.ipynb #a36beff2
 _METRIC_WORDS = {"roc_auc": "ROC-AUC", "ece": "calibration error (ECE)", "brier": "Brier score", "selection_rate_ratio": "High-bucket selection-rate ratio",
                  "auc_difference": "AUC difference", "tpr_difference": "TPR difference", "fpr_difference": "FPR difference",
@@ -209,6 +229,13 @@ def gate_words(name:str)->str:
 
 def _num(v, d=3): return v if isinstance(v, str) else "–" if v is None else f"{v:.{d}f}"
 
+_OPS = {">=": "at least", "<=": "at most", ">": "above", "<": "below", "==": "exactly"}
+
+def gate_rule(g:dict)->str:
+    "A gate's threshold in words: 'at least 0.8'."
+    t = g.get("threshold")
+    return f"{_OPS.get(g.get('op'), g.get('op') or '')} {t:g}".strip() if isinstance(t, (int, float)) else "–"
+
 def gate_sentence(gates:list[dict])->str:
     "Whether the gates pass, naming each failing blocking gate with its value and threshold, and the advisory ones apart."
     blocking = [g for g in gates if g.get("blocking", True)]
@@ -216,7 +243,7 @@ def gate_sentence(gates:list[dict])->str:
     adv = [g for g in gates if not g.get("blocking", True) and not g.get("passed")]
     if not bad: s = f"all {len(blocking)} blocking gates pass, so the model can be promoted"
     else: s = (f"{len(bad)} of {len(blocking)} blocking gates fail, so the model cannot be promoted as it is: "
-               + "; ".join(f"{gate_words(g['name'])} is {_num(g.get('value'))}, the policy asks {g.get('op', '')} {_num(g.get('threshold'), 2)}" for g in bad))
+               + "; ".join(f"{gate_words(g['name'])} is {_num(g.get('value'))}, the policy asks {gate_rule(g)}" for g in bad))
     if adv: s += f". {len(adv)} advisory check{'s' if len(adv) > 1 else ''} ({words([gate_words(g['name']) for g in adv])}) need{'' if len(adv) > 1 else 's'} a human review"
     return s + "."
 
@@ -232,6 +259,7 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
                   group_name:str="department",
                   n_people:int|None=None,    # people scored now
                   n_high:int|None=None,      # of them in the High bucket
+                  effects:pl.DataFrame|None=None, # `risk_effects`: the drivers in percentage points
                  )->str:
     "The training report's opening paragraph, in Markdown: how good, who is at risk, what drives it, the gates, what next."
     oof, h = m.get("oof_metrics") or {}, m.get("horizon_months", 12)
@@ -257,7 +285,11 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
         out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more).")
     if groups is not None and groups.height and n_people and n_high is not None: tail = out.pop(); out[-1] += " " + tail
     imp = list((m.get("global_importance") or {}))[:3]
-    if imp: out.append(f"**What drives it.** Across everyone, the risk depends most on {words([feature_words(f) for f in imp])}.")
+    if effects is not None and effects.height:
+        out.append("**What drives it.** Across everyone, the risk depends most on "
+                   + words([f"{r['feature']} ({r['points']:.1f} points on average)" for r in effects.head(3).to_dicts()])
+                   + ": each moves a person's risk by that much, up or down, compared with an average employee.")
+    elif imp: out.append(f"**What drives it.** Across everyone, the risk depends most on {words([feature_words(f) for f in imp])}.")
     gates = m.get("gates")
     if gates is not None: out.append(f"**Gates.** {gate_sentence(gates)[:1].upper()}{gate_sentence(gates)[1:]}")
     ok = m.get("gates_passed", True)
@@ -270,7 +302,7 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
 
 # %% ../nbs/23_report.ipynb #ddd4fb69
 def _gap(v, what="pay"):
-    if isinstance(v, str) or v is None: return f"{what}: {v or 'not available'}"
+    if isinstance(v, str) or v is None: return f"the gap is {v or 'not available'}"
     return f"women's {what} is {abs(v):.1f}% {'below' if v > 0 else 'above'} men's" if round(v, 1) else f"women's and men's {what} are equal"
 
 def pay_summary(rep:dict,            # `hr_ml.pay_equity.report`'s indicators
@@ -313,7 +345,7 @@ def monitor_summary(st:dict,                  # the status: {'status', 'checks',
            + "Checks: " + ", ".join(f"{c} {v}" for c, v in st.get("checks", {}).items()) + "."]
     if st.get("reasons"): out.append("**Why.** " + " ".join(r[:1].upper() + r[1:] + ("" if r.endswith(".") else ".") for r in st["reasons"]))
     moved = [] if drift is None else drift.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).sort("psi", descending=True)["feature"].to_list()
-    if moved: out.append(f"**What moved most.** {words([feature_words(f) for f in moved[:4]])}.")
+    if moved: w = words([feature_words(f) for f in moved[:4]]); out.append(f"**What moved most.** {w[:1].upper()}{w[1:]}.")
     out.append("**What to do next.** " + {
         "alert": "Do not rely on new scores until the cause is understood: check whether the shifted features reflect a real change "
                  "(a pay round, a reorganisation) or a data problem; if real, retrain on recent data and compare with this model before promoting.",
