@@ -15,6 +15,7 @@ from .schema import HRDataError
 from .treeshap import tree_shap, check_device
 from .attrition import AttritionModel, buckets
 from .features import ACTIONABLE
+from .tabular import actionable_features
 
 # %% ../nbs/12_explain.ipynb #a127ef65
 def contributions(model:AttritionModel, # a fitted model
@@ -190,7 +191,7 @@ def drivers(model:AttritionModel, # a fitted model
            )->pl.DataFrame:
     "Per employee: risk, bucket and the top-`k` drivers by |SHAP| with direction, text and actionability."
     X = X if isinstance(X, pl.DataFrame) else pl.DataFrame(X)
-    act = ACTIONABLE if actionable is None else set(actionable)
+    act = actionable_features(model) if actionable is None else set(actionable)
     phi, _ = contributions(model, X, n_threads, device)
     p = model.predict_risk(X)
     names = model.feature_names_
@@ -293,11 +294,11 @@ def what_if(model:AttritionModel, # a fitted model
             row:pl.DataFrame,      # one employee's features (one row)
             feature:str,           # the actionable feature to change
             value,                 # its new value
-            actionable=None,       # features that may be changed (default: ACTIONABLE)
+            actionable=None,       # features that may be changed (default: the model's, see `actionable_features`)
             cuts=(0.15, 0.35),     # bucket boundaries
            )->dict:
     "Old and new risk (and bucket) when one actionable feature of one employee changes."
-    act = ACTIONABLE if actionable is None else set(actionable)
+    act = actionable_features(model) if actionable is None else set(actionable)
     if len(row) != 1: raise HRDataError(f"what-if takes one employee, got {len(row)} rows")
     if feature not in model.feature_names_: raise HRDataError(f"what-if: '{feature}' is not a model feature; choose one of {sorted(act & set(model.feature_names_))}")
     if feature not in act: raise HRDataError(f"what-if: '{feature}' is not actionable; choose one of {sorted(act & set(model.feature_names_))}")

@@ -21,6 +21,7 @@ from .schema import HRDataError
 from .attrition import AttritionModel, buckets
 from .explain import drivers, driver_text, what_if
 from .features import FEATURES, CATEGORICAL, ACTIONABLE
+from .tabular import actionable_features
 from .treeshap import tree_shap
 from .score import load_model
 
@@ -333,7 +334,7 @@ def request_models(model:AttritionModel,  # the served model
     Employee = create_model("Employee", __config__=ConfigDict(extra="forbid", strict=True), employee_id=(_ID, ...), features=(Feats, ...))
     Score = create_model("ScoreRequest", __config__=ConfigDict(extra="forbid", strict=True),
                          employees=(Annotated[list[Employee], Field(min_length=1, max_length=max_batch)], ...))
-    act = [f for f in model.feature_names_ if f in ACTIONABLE and f not in model.categories_]
+    act = [f for f in model.feature_names_ if f in actionable_features(model) and f not in model.categories_]
     changes = [create_model("Change_" + re.sub(r"\W", "_", f), __config__=ConfigDict(extra="forbid", strict=True),
                             feature=(Literal[f], ...), value=(_value_type(model, f, nullable=False), ...)) for f in act]
     if not changes: change_t = create_model("Change", __config__=ConfigDict(extra="forbid", strict=True), feature=(StrictStr, ...), value=(float, ...))
@@ -390,7 +391,7 @@ def _fast_drivers(model:AttritionModel, cols:dict, k:int, cuts, actionable=None)
     phi = tree_shap(model.booster_, M, n_threads=1)[:, :-1].astype(np.float64)
     margin = _one_thread(model.booster_).inplace_predict(M, predict_type="margin", missing=np.nan)
     p = model.risk_from_margin(margin)
-    names, act = model.feature_names_, ACTIONABLE if actionable is None else set(actionable)
+    names, act = model.feature_names_, actionable_features(model) if actionable is None else set(actionable)
     k = min(k, len(names))
     top = np.argsort(-np.abs(phi), axis=1, kind="stable")[:, :k]
     out = {"risk": p.tolist(), "bucket": buckets(p, cuts).tolist()}
@@ -625,7 +626,11 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
               summary="Old and new risk when one actionable feature of one employee changes")
     def whatif(tenant_id:str, body:WhatIf, key_id:str=Depends(tenant_key)):
         cols = _columns(model, [body.features])
-        with serial: r = what_if(model, _frame(model, cols), body.change.feature, body.change.value, cuts=cuts)
+        value = body.change.value
+        if getattr(model, "recipe_", None):  # a one-row model: the new value as the export writes it (Yes/No, a date)
+            from hr_ml.tabular import table_columns
+            value = table_columns({body.change.feature: [value]}, model.recipe_)[body.change.feature][0]
+        with serial: r = what_if(model, _frame(model, cols), body.change.feature, value, cuts=cuts)
         _audit([{"tenant": tenant_id, "employee": audit.pseudonym(tenant_id, body.employee_id), "route": "what-if", "request_id": uuid.uuid4().hex,
                  "model": info["name"], "model_version": info["version"], "model_sha256": info["sha256"],
                  "risk": r["old_risk"], "bucket": r["old_bucket"], "key_id": key_id,

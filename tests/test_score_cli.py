@@ -214,3 +214,35 @@ def test_api_takes_export_records(table_runs, kind, tmp_path):
     body["employees"][1]["features"]["OverTime"] = "Maybe"
     bad = post(body)
     assert bad.status_code == 422 and "column 'OverTime', record 2: 'Maybe' is not yes/no" in bad.text
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+def test_api_what_if_on_export_columns(table_runs, kind, tmp_path):
+    "A one-row model's actionable columns (read from their names) are offered by /what-if, with values as the export writes them."
+    from fastapi.testclient import TestClient
+    from hr_ml.explain import what_if
+    from hr_ml.score import load_model
+    from hr_ml.serve import create_app, create_key
+    from hr_ml.tabular import actionable_features
+    d, ds = table_runs
+    m = load_model(d / kind)
+    act = actionable_features(m)
+    assert {"MonthlyIncome", "OverTime"} <= act and not act & {"Age", "Gender", "Department", "JobSatisfaction"}, act
+    _, secret = create_key("ACME", tmp_path)
+    client = TestClient(create_app(m, tmp_path))
+    row = pl.read_csv(d / "export.csv").filter(pl.col("OverTime") == "Yes").head(1).to_dicts()[0]
+    feats = {f: row[f] for f in m.feature_names_}
+    post = lambda change: client.post("/v1/tenants/ACME/attrition/what-if", headers={"Authorization": f"Bearer {secret}"},
+                                      json={"employee_id": str(row["EmployeeNumber"]), "features": feats, "change": change})
+    r = post({"feature": "OverTime", "value": "No"})
+    assert r.status_code == 200, r.text
+    x = ds.X.filter(pl.Series(ds.ids["employee_id"] == str(row["EmployeeNumber"])))
+    ref = what_if(m, x, "OverTime", 0)
+    assert abs(r.json()["new_risk"] - ref["new_risk"]) < 1e-9 and abs(r.json()["old_risk"] - ref["old_risk"]) < 1e-9
+    r = post({"feature": "MonthlyIncome", "value": row["MonthlyIncome"] * 2.0})
+    assert r.status_code == 200, r.text
+    assert abs(r.json()["new_risk"] - what_if(m, x, "MonthlyIncome", row["MonthlyIncome"] * 2.0)["new_risk"]) < 1e-9
+    assert post({"feature": "Department", "value": "Sales"}).status_code == 422   # not actionable
+    drivers = client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"},
+                          json={"employees": [{"employee_id": "1", "features": feats}]}).json()["employees"][0]["drivers"]
+    assert all(dr["actionable"] == (dr["feature"] in act) for dr in drivers), drivers
