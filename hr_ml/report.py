@@ -279,7 +279,7 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
         top = groups.head(3).to_dicts()
         out.append(f"**Who is at risk.** Highest average risk by {group_name}: "
                    + words([f"{g['group']} ({pct(g['avg_risk'])}, {g['people']:,} people)" for g in top]) + "."
-                   + (f" In {top[0]['group']}, {top[0]['main_driver']} raises risk more often than elsewhere." if top[0].get("main_driver") else "")
+                   + (f" In the {top[0]['group']} {group_name}, the driver that stands out is {top[0]['main_driver']}." if top[0].get("main_driver") else "")
                    + (f" {n_small} {group_name} group{'s' if n_small > 1 else ''} with fewer than {k} people {'are' if n_small > 1 else 'is'} not shown." if n_small else ""))
     if n_people and n_high is not None:
         out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more).")

@@ -171,7 +171,7 @@ def _step_engine(steps:list[str], echo):
     class _Manager(NotebookExecutionManager):
         def cell_start(self, cell, cell_index=None, **kw):
             m = _STEP.match((cell.source.splitlines() or [''])[0]) if cell.cell_type == 'code' else None
-            if m: echo(steps.index(m.group(1)) + 1, len(steps), m.group(1))
+            if m: echo(steps.index(m.group(1)) + 1 if m.group(1) in steps else len(steps), len(steps), m.group(1))
             return super().cell_start(cell, cell_index, **kw)
     class _Engine(NBClientEngine):
         @classmethod
@@ -219,8 +219,9 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
             steps = job_steps(nb) if progress else []
             if steps:
                 from papermill.engines import papermill_engines
-                papermill_engines.register('hr_ml_steps', _step_engine(steps, _echo_step))
-            pm.execute_notebook(str(nb), str(tmp/'executed.ipynb'), parameters=p, kernel_name=kernel, engine_name='hr_ml_steps' if steps else None,
+                engine = f'hr_ml_steps_{run_id}'  # one engine per run: jobs run in threads of one process never share one
+                papermill_engines.register(engine, _step_engine(steps, _echo_step))
+            pm.execute_notebook(str(nb), str(tmp/'executed.ipynb'), parameters=p, kernel_name=kernel, engine_name=engine if steps else None,
                                 progress_bar=progress and not steps, cwd=str(tmp), log_output=False)
         except PapermillExecutionError as e:
             msg = ' '.join(str(e.evalue).split()) or e.ename

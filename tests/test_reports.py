@@ -145,6 +145,9 @@ def test_summary_first(runs, name):
     text = report_text((f[name] / "report.html").read_text())
     first = text[text.find("Summary"):]
     assert "What to do next." in first[:3000], first[:3000]
+    nb = json.loads((f[name] / "executed.ipynb").read_text())
+    shown = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] != "stream"]
+    assert shown and "".join(shown[0]["data"].get("text/markdown", "")).startswith("## Summary"), shown[:1]   # the first thing the notebook shows
 
 
 def test_train_summary_words(runs):
