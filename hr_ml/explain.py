@@ -193,6 +193,8 @@ def drivers(model:AttritionModel, # a fitted model
     X = X if isinstance(X, pl.DataFrame) else pl.DataFrame(X)
     act = actionable_features(model) if actionable is None else set(actionable)
     phi, _ = contributions(model, X, n_threads, device)
+    yesno = [f for f, s in ((getattr(model, 'recipe_', None) or {}).get('columns') or {}).items() if s.get('kind') == 'binary' and f in X.columns]
+    if yesno: X = X.with_columns(pl.col(yesno).cast(pl.Int8, strict=False))  # a one-row model's yes/no columns read as yes/no, however they arrived
     p = model.predict_risk(X)
     names = model.feature_names_
     k = min(k, len(names))

@@ -392,6 +392,7 @@ def _fast_drivers(model:AttritionModel, cols:dict, k:int, cuts, actionable=None)
     margin = _one_thread(model.booster_).inplace_predict(M, predict_type="margin", missing=np.nan)
     p = model.risk_from_margin(margin)
     names, act = model.feature_names_, actionable_features(model) if actionable is None else set(actionable)
+    yesno = {f for f, s in ((getattr(model, "recipe_", None) or {}).get("columns") or {}).items() if s.get("kind") == "binary"}  # a one-row model's yes/no columns read as yes/no
     k = min(k, len(names))
     top = np.argsort(-np.abs(phi), axis=1, kind="stable")[:, :k]
     out = {"risk": p.tolist(), "bucket": buckets(p, cuts).tolist()}
@@ -400,7 +401,7 @@ def _fast_drivers(model:AttritionModel, cols:dict, k:int, cuts, actionable=None)
         out[f"driver_{j+1}"] = [names[i] for i in t]
         out[f"driver_{j+1}_shap"] = c.tolist()
         out[f"driver_{j+1}_direction"] = ["raises" if v > 0 else "lowers" for v in c]
-        out[f"driver_{j+1}_text"] = [driver_text(names[i], cols[names[i]][r], float(c[r])) for r, i in enumerate(t)]
+        out[f"driver_{j+1}_text"] = [driver_text(names[i], cols[names[i]][r], float(c[r]), binary=names[i] in yesno) for r, i in enumerate(t)]
         out[f"driver_{j+1}_actionable"] = [names[i] in act for i in t]
     return out
 

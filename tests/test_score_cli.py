@@ -246,3 +246,6 @@ def test_api_what_if_on_export_columns(table_runs, kind, tmp_path):
     drivers = client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"},
                           json={"employees": [{"employee_id": "1", "features": feats}]}).json()["employees"][0]["drivers"]
     assert all(dr["actionable"] == (dr["feature"] in act) for dr in drivers), drivers
+    from hr_ml.explain import drivers as batch_drivers
+    ref = batch_drivers(m, x).row(0, named=True)   # the API reads yes/no columns as yes/no, like hr-ml score
+    assert [dr["text"] for dr in drivers] == [ref[f"driver_{j}_text"] for j in range(1, len(drivers) + 1)], (drivers, ref)
