@@ -595,7 +595,7 @@ def load_tables(data:str|Path|None=None, # HRIS folder or single employees file;
                 employees:int=20000,     # synthetic: employees
                 tenants:int=120,         # synthetic: tenants
                 seed:int=0,              # synthetic: seed
-                years:int=6,             # synthetic: years of history
+                years:int=4,             # synthetic: years of history
                 shift:str|None=None,     # plant a shift (see `plant_shift`)
                 shift_params:dict|None=None, # its parameters
                )->tuple:
