@@ -61,7 +61,7 @@ def validate(data:Path=typer.Option(..., "--data", help="folder of CSV/Parquet f
 def synth(employees:int=typer.Option(2000, help="employees in total (leavers included)"),
           tenants:int=typer.Option(10, help="customer companies"),
           seed:int=typer.Option(0, help="random seed: same seed, byte-identical files"),
-          years:int=typer.Option(6, help="years of history (6, as hr-ml train uses: room for its back-test)"),
+          years:int=typer.Option(5, help="years of history (5, as hr-ml train uses: room for its back-test)"),
           pay_gap:float=typer.Option(4.0, "--pay-gap", help="planted unexplained gender pay gap in %"),
           out:Path=typer.Option(Path("data/synth"), help="output folder (must not exist yet, or be empty)"),
           progress:bool=typer.Option(True, help="show a progress bar"),

@@ -499,14 +499,17 @@ def training_set_as_of(tables:dict,          # HR tables keyed by name (the full
                        cut:date,              # the day a model is trained: nothing dated after it is used
                        horizon_months:int=12, # label window
                        n:int=8,               # how many quarter-ends: the last `n` whose label closed by `cut`
-                       history_months:int|None=12, # records every snapshot needs before it (a year: the 12-month features); None: no check
+                       history_months:int|None=12, # months of records every snapshot needs up to it (12: the 12-month features); None: no check
                       )->pl.DataFrame:
     "The snapshots a model trained on `cut` could have had: built from the export as it stood on `cut`."
     known = truncate_to(tables, cut)
-    begin = _records_start(known, cut) if history_months is not None else data_range(known)[0]
-    start, last = _shift(begin, history_months or 0), _shift(cut, -horizon_months)
+    if history_months is None: start, why = data_range(known)[0], "the earliest hire"
+    else:
+        begin = _records_start(known, cut)
+        start, why = _shift(begin, history_months) - timedelta(days=1), f"{history_months} months after every table's records begin, {begin}"
+    last = _shift(cut, -horizon_months)
     dates = [q for q in quarterly_dates(known, horizon_months, n, end_date=cut) if q >= start]
     if not dates:
-        raise HRDataError(f"no quarter-end between {start} ({history_months} months after every table's records begin, {begin}) and "
-                          f"{last} (its {horizon_months}-month label closed by {cut}); the data needs more history")
+        raise HRDataError(f"no quarter-end between {start} ({why}) and {last} (its {horizon_months}-month label closed by {cut}); "
+                          "the data needs more history")
     return build_training_set(known, dates, horizon_months, end_date=cut)

@@ -61,7 +61,7 @@ def load_dataset(data:str|Path|None=None,  # HRIS folder, single file, or None f
                  employees:int=20000,         # synthetic HRIS size (data=None)
                  tenants:int=120,             # synthetic tenants (data=None)
                  seed:int=0,                  # synthetic seed (data=None)
-                 years:int=6,                 # synthetic years of history (data=None)
+                 years:int=4,                 # synthetic years of history (data=None); the training job uses 5: room for the back-test
                  n_splits:int=5,              # CV folds planned (a single-table export must fill them)
                  progress:bool=False,
                 )->Dataset:
@@ -93,6 +93,7 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
                    model_params:dict|None=None, # AttritionModel parameters (both kinds)
                    kind:str='auto',     # 'auto' (better by CV), 'xgboost' or 'logistic'
                    progress:bool=False,
+                   k:int=5,             # reliability bins of fewer people are suppressed
                   )->tuple[AttritionModel, dict]:
     "Cross-validate both models, pick one (or `kind`), refit it on all rows; return the model and a report."
     params = {'random_state': seed, 'n_jobs': 2, **(model_params or {})}
@@ -103,7 +104,7 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
               ", ".join(f"{k} {v['roc_auc']}" for k, v in cmp['summary'].items()) + ").")
     model = AttritionModel(kind=chosen, **{k: v for k, v in params.items() if k != 'kind'}).fit(ds.X, ds.y, groups=ds.groups)
     model.recipe_ = ds.recipe   # saved in model.json: scoring makes a new export's features the same way
-    cal = lambda oof, ok: calibration_bins(ds.y[ok], oof[ok])     # reliability table of the out-of-fold risks
+    cal = lambda oof, ok: calibration_bins(ds.y[ok], oof[ok], k=k)     # reliability table of the out-of-fold risks
     cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'], 'calibration': cal(v['oof'], np.isfinite(v['oof']))}
           for k, v in cmp['cv'].items()}
     return model, {'chosen': chosen, 'reason': reason, 'cv': cv, 'oof': cmp['cv'][chosen]['oof']}
