@@ -51,6 +51,10 @@ check-sync: setup  ## nbdev-clean and nbdev-export must leave no diff
 nbtest: setup  ## run every notebook's lesson cells
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
+book: setup  ## run every lesson notebook and keep its outputs (tables, plots) in the notebook, as the book shows them
+	$(BIN)/nbdev-test --n-workers 2 --save
+	$(BIN)/nbdev-clean
+
 pytest: setup  ## cross-module tests (CLI, jobs end to end, bad-input corpus)
 	$(BIN)/python -m pytest
 
