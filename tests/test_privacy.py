@@ -378,8 +378,9 @@ def test_no_identifier_in_any_output(salted_run):
     assert any("hashed as the mapping asks" in n for n in m["notes"])
 
 
-def test_cli_score_refuses_identifier_and_hashes_id(salted_run, demo, tmp_path):
+def test_cli_score_refuses_identifier(salted_run, demo, tmp_path):
     d, run, _ = salted_run
+    (tmp_path / "s").mkdir()
     demo.with_columns(pl.Series("JobRole", SALTED["EmployeeName"])).write_csv(tmp_path / "new.csv")
     assert_refused(hr_ml("score", "--model", run, "--data", tmp_path / "new.csv", "--out", tmp_path / "s" / "x.parquet", "--no-progress"),
                    tmp_path / "s", "column 'JobRole', row 2: holds person names")
