@@ -370,7 +370,7 @@ def _leaked(folder: Path) -> list:
 def test_no_identifier_in_any_output(salted_run):
     d, run, stdout = salted_run
     names = {f.name for f in run.rglob("*") if f.is_file()}
-    assert {"model.json", "metrics.json"} <= names, names
+    assert {"model.json", "metrics.json", "drivers.parquet", "executed.ipynb", "report.html"} <= names, names
     assert _leaked(run) == []
     assert not any(v in stdout for v in SALTED["Email"])
     m = json.loads((run / "metrics.json").read_text())
