@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 from .schema import HRDataError, SCHEMAS, TABLES, KEYS, CATEGORIES, LABELS, CODES, conform, is_identifier
+from .privacy import check_keys, refuse_identifiers, pseudonymise, salt_for
 
 # %% auto #0
 __all__ = ['check_mapping', 'load_mapping', 'read_table', 'read_hris', 'write_hris']
@@ -24,8 +25,8 @@ def _mapping_error(src, msg, **kw): return HRDataError(f"mapping {src}: {msg}", 
 def check_mapping(m:dict|None,            # a mapping as loaded from YAML
                   source:str='<mapping>', # where it came from, for messages
                  )->dict:
-    "Check the known keys of a mapping and normalise them; unknown keys pass through."
-    m = dict(m or {})
+    "Check the keys of a mapping (an unknown one is refused, with a did-you-mean) and normalise them."
+    m = dict(check_keys(m, source=source) or {})
     for k, t in _MAP_TYPES.items():
         if k in ('drop', 'hash') and isinstance(m.get(k), str): m[k] = [m[k]]
         if m.get(k) is None: m.pop(k, None); continue
@@ -56,7 +57,7 @@ def check_mapping(m:dict|None,            # a mapping as loaded from YAML
 
 def load_mapping(path, # YAML file describing the export (see the format above)
                 )->dict:
-    "Read and check a mapping YAML; unknown top-level keys are passed through."
+    "Read and check a mapping YAML; an unknown key is refused."
     p = Path(path)
     if not p.is_file(): raise HRDataError(f"mapping {p}: file not found. Check the --mapping path.", file=str(p))
     try: m = yaml.safe_load(p.read_text(encoding='utf-8-sig'))
@@ -165,12 +166,7 @@ def _read_raw(path:Path, table:str, m:dict) -> pl.DataFrame:
 # %% ../nbs/02_io.ipynb #7dcb7be9
 def _norm(c:str) -> str: return re.sub(r'[^0-9a-z]+', '_', c.strip().lower()).strip('_')
 
-def _hash(s:pl.Series, salt:str) -> pl.Series:
-    "Keyed SHA-256 (HMAC) of each value, first 16 hex digits; nulls stay null."
-    s = s.cast(pl.String).str.strip_chars()
-    u = s.drop_nulls().unique()
-    d = {v: hmac.new(salt.encode(), v.encode(), hashlib.sha256).hexdigest()[:16] for v in u.to_list()}
-    return s.replace_strict(d, default=None, return_dtype=pl.String)
+_hash = pseudonymise   # keyed SHA-256 (HMAC), first 16 hex digits: `hr_ml.privacy.pseudonymise`
 
 def _apply_mapping(df:pl.DataFrame, table:str, file:str, m:dict) -> tuple[pl.DataFrame, set, set]:
     "Drop, hash and rename columns as the mapping says; returns the frame, mapping names used, and hashed columns."
@@ -186,9 +182,7 @@ def _apply_mapping(df:pl.DataFrame, table:str, file:str, m:dict) -> tuple[pl.Dat
     df = df.drop(drop)
     hcols = [c for c in m['hash'] if c in df.columns]
     if hcols:
-        salt = m.get('salt') or os.environ.get('HR_ML_SALT')
-        if not salt: raise _mapping_error(src, f"hash: needs a secret key; set the environment variable HR_ML_SALT (or salt: in the mapping).",
-                                          table=table, column=hcols[0], file=file)
+        salt = salt_for(m, src)
         df = df.with_columns([_hash(df[c], salt).alias(c) for c in hcols])
         used |= set(hcols)
     ren = {u: c for u, c in cmap.items()}
@@ -206,17 +200,8 @@ def _apply_mapping(df:pl.DataFrame, table:str, file:str, m:dict) -> tuple[pl.Dat
     return df, used, hashed
 
 def _refuse_identifiers(df:pl.DataFrame, table:str, file:str, hashed:set, back:dict):
-    "Raise if a column is a direct identifier by name or holds e-mail addresses."
-    for c in df.columns:
-        if c in hashed: continue
-        bad = is_identifier(c)
-        if not bad and df[c].dtype == pl.String:
-            s = df[c].drop_nulls()
-            bad = s.str.contains('@', literal=True).any() and s.str.strip_chars().str.contains(_EMAIL).any()
-        if bad:
-            u = back.get(c, c)
-            raise HRDataError(f"{table}.{c} ({file}): looks like a direct identifier (names, e-mails and national ids never enter hr_ml). "
-                              f"Add '{u}' to drop: or hash: in the mapping.", table=table, column=c, file=file)
+    "Raise if a column is a direct identifier by its name or its values (e-mails, phones, IBANs, national ids, person names): `hr_ml.privacy`."
+    refuse_identifiers(df, file, skip=hashed, names=back, table=table)
 
 # %% ../nbs/02_io.ipynb #29c6c84d
 def _first_bad(df, bad:pl.Series, col:str, table:str, file:str, what:str, fix:str, raw:pl.Series, parquet:bool):

@@ -622,6 +622,17 @@ class PayData:
     notes:list|None=None       # one-line notes on the choices made (a one-row export: columns found, leavers left out, hours assumed)
     def __repr__(self): return f"PayData({self.source}: {self.pay.height:,} employees, categories {' x '.join(self.categories)}, as of {self.as_of})"
 
+def _gate(df:pl.DataFrame, m:dict, source:str, notes:list)->pl.DataFrame:
+    "The privacy gate on a one-row export (`hr_ml.privacy`): `hash:` columns pseudonymised, identifiers neither dropped nor hashed refused."
+    from hr_ml.privacy import hash_columns, refuse_identifiers
+    df = df.rename({c: c.strip() for c in df.columns})
+    hashed = [c for c in m.get("hash") or [] if c in df.columns]
+    named = {v for k, v in (m.get("pay_equity") or {}).items() if isinstance(v, str)} | {m.get("id")}
+    df = hash_columns(df, hashed, m, m.get("_source", "<mapping>"))
+    refuse_identifiers(df, source, skip={*hashed, *[c for c in m.get("drop") or [] if c not in named]})
+    if hashed: notes.append(f"hashed as the mapping asks (keyed HMAC): {', '.join(hashed)}")
+    return df
+
 def load_pay(data=None,                # HRIS folder, a one-row export (with a pay_equity mapping), or None: synthetic HRIS
              mapping=None,             # mapping YAML path or dict
              as_of=None,               # date (HRIS data); default: the data's last date
@@ -648,7 +659,7 @@ def load_pay(data=None,                # HRIS folder, a one-row export (with a p
     if p.is_file() and (m.get("pay_equity") or m.get("target")):   # a one-row export: the training mapping serves as it is
         sec = {**(m.get("pay_equity") or {}), **({"rates": rates} if rates else {})}
         notes, used = [], {}
-        pay = pay_table_from_export(_read_raw(p, "export", m), {**m, "pay_equity": sec}, p.name, as_of, notes, used)
+        pay = pay_table_from_export(_gate(_read_raw(p, "export", m), m, p.name, notes), {**m, "pay_equity": sec}, p.name, as_of, notes, used)
         day = _as_date(as_of or sec.get("as_of"))
         return PayData(pay, p.name, used["categories"], list(factors or used["factors"]), str(day) if day else None, notes=notes)
     if m.get("pay_equity"): raise HRDataError(f"{p}: a pay_equity mapping describes a one-row-per-employee file; point --data at the file.")

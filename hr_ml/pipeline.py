@@ -66,8 +66,8 @@ def load_dataset(data:str|Path|None=None,  # HRIS folder, single file, or None f
                  progress:bool=False,
                 )->Dataset:
     "Load training rows from the synthetic HRIS, an HRIS export, or a single-table export with a mapping."
-    from hr_ml.io import read_hris, load_mapping
-    m = load_mapping(mapping) if isinstance(mapping, (str, Path)) else (mapping or {})
+    from hr_ml.io import read_hris, load_mapping, check_mapping
+    m = load_mapping(mapping) if isinstance(mapping, (str, Path)) else check_mapping(mapping)   # unknown keys refused, with a did-you-mean
     if data is None:
         from hr_ml.synth import generate
         tables, truth = generate(n_employees=employees, n_tenants=tenants, seed=seed, years=years, progress=progress)

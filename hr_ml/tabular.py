@@ -12,6 +12,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 from .schema import HRDataError
+from .privacy import (MAPPING_KEYS, check_keys, protected_kind, refuse_identifiers, find_identifier, hash_columns,
+                           is_free_text, audit_values, find_proxies, FREE_TEXT)
 
 # %% auto #0
 __all__ = ['demo_truth', 'RECIPE_FORMAT', 'demo_export', 'column_auc', 'find_leaks', 'Prepared', 'default_actionable',
@@ -221,8 +223,10 @@ def find_leaks(X:pl.DataFrame,              # candidate features
     return out
 
 # %% ../nbs/04_tabular.ipynb #2c2e44d9
-_PROTECTED = re.compile(r"^(age|age.?(band|group|range)|gender|sex|birth.*|(date|year).?of.?birth|dob|nationality|citizenship|"
-                        r"ethnicity|ethnic.?(group|origin)|race|marital.?status|marital|disability|disabled|religion|sexual.?orientation)$", re.I)
+class _ProtectedNames:
+    "A column name meaning a protected attribute, by `hr_ml.privacy.protected_kind` (synonyms, codes, duplicated headers); `re`-like `match`."
+    def match(self, name:str)->bool: return protected_kind(name) is not None
+_PROTECTED = _ProtectedNames()
 _ID_WORDS = {"id", "number", "num", "no", "nr", "key", "code"}
 
 @dataclass
@@ -247,6 +251,17 @@ def _err(source, col, what, fix):
     "One-line `HRDataError` naming the file and the column."
     return HRDataError(f"{source}, column '{col}': {what}. {fix}", column=col, file=source)
 
+def _where(source:str, i:int)->str:
+    "Row `i` (0-based) as the user finds it: the line of a text file (after the header), a record of a Parquet file or a request."
+    return f"row {i + 2}" if str(source).lower().endswith((".csv", ".tsv", ".txt")) else f"record {i + 1}"
+
+def _bad_cell(source, col, s:pl.Series, bad:pl.Series, what:str, fix:str):
+    "Raise a one-line `HRDataError` for the first cell where `bad` holds."
+    i = int(bad.fill_null(False).arg_true()[0])
+    n = int(bad.fill_null(False).sum())
+    raise HRDataError(f"{source}, column '{col}', {_where(source, i)}: '{s[i]}' is not {what}{f' ({n:,} cells like this)' if n > 1 else ''}. {fix}",
+                      column=col, file=source, rows=n)
+
 def _names(m, key):
     "The mapping's `key` as a list of column names."
     v = m.get(key) or []
@@ -268,7 +283,7 @@ def _is_id_like(s:pl.Series, n_distinct:int)->bool:
 
 def _target(df, m, source):
     "The target as 0/1 and a mask of rows where it is known."
-    col, pos = m.get("target"), m.get("positive")
+    col, pos, neg = m.get("target"), m.get("positive"), _names(m, "negative")
     if col is None: raise HRDataError(f"{source}: the mapping has no `target`. Add e.g. `target: Attrition` and `positive: \"Yes\"`", file=source)
     if col not in df.columns:
         raise _err(source, col, "target column not found",
@@ -276,6 +291,14 @@ def _target(df, m, source):
     s = df[col].cast(pl.String)
     seen = s.drop_nulls().unique(maintain_order=True).to_list()
     yesno = bool(seen) and all(_as_bool(v) is not None for v in seen)
+    low = s.str.strip_chars().str.to_lowercase()
+    if neg and pos is not None:   # the mapping lists the values meaning 'stayed': anything else is an error
+        bad = s.is_not_null() & ~low.is_in([str(v).strip().lower() for v in [pos, *neg]])
+        if bad.any(): _bad_cell(source, col, s, bad, f"{pos!r} (left) or one of {', '.join(map(repr, neg))} (stayed, `negative` in the mapping)",
+                                "Fix the cell, empty it to leave the row out, or add the value to `negative`")
+    elif not yesno and any(_as_bool(v) is not None for v in seen) and (pos is None or _as_bool(pos) is not None):
+        _bad_cell(source, col, s, s.is_not_null() & ~low.is_in(list(_TRUE | _FALSE)), "yes or no, as the other cells of the target",
+                  "Fix the cell, empty it to leave the row out, or list the values meaning 'stayed' under `negative` in the mapping")
     if pos is None and not yesno:
         raise _err(source, col, f"the target is not yes/no and the mapping has no `positive` (values seen: {', '.join(seen[:10])})",
                    "Add e.g. `positive: \"Left\"` to the mapping")
@@ -309,7 +332,25 @@ def actionable_features(model)->set:
 # %% ../nbs/04_tabular.ipynb #5931c1d3
 RECIPE_FORMAT = "hr_ml.table/1"
 _RECIPE_KEYS = ("id", "target", "positive", "protected", "drop", "keep", "categorical", "values", "tenant",
-                "delimiter", "decimal", "encoding", "actionable")   # what a model keeps of its mapping (never a salt)
+                "delimiter", "decimal", "encoding", "actionable", "hash", "negative")   # what a model keeps of its mapping (never a salt)
+
+def _one_text_cell(df:pl.DataFrame, source:str, skip=()):
+    "Raise for a text cell in a column that is otherwise numbers (90% of at least 10 filled cells), naming its row."
+    for c in df.columns:
+        s = df[c]
+        if c in skip or s.dtype != pl.String: continue
+        v = s.str.replace_all(r"^\+", "").cast(pl.Float64, strict=False)
+        n, ok = len(s) - s.null_count(), len(v) - v.null_count()
+        if n >= 10 and .9 * n <= ok < n:
+            _bad_cell(source, c, s, s.is_not_null() & v.is_null(), "a number, as the other cells of the column",
+                      "Fix the cell or leave it empty (list the column under `categorical` if it holds codes)")
+
+def _export_day(df:pl.DataFrame, m:dict, protected:list):
+    "The export's date: the mapping's `as_of` (or `pay_equity.as_of`), else the latest date of its non-protected date columns, else today."
+    d = m.get("as_of") or (m.get("pay_equity") or {}).get("as_of")
+    if d: return d if isinstance(d, date) else date.fromisoformat(str(d))
+    last = [x for c in df.columns if c not in protected and (f := _date_fmt(df[c])) is not None and (x := _as_date(df[c], f).max()) is not None]
+    return max(last) if last else date.today()
 
 def prepare_table(df:pl.DataFrame,         # one row per employee, as read from the user's file
                   mapping:dict,            # id, target, positive, protected, drop, keep, categorical, values, tenant, leak_auc
@@ -319,13 +360,23 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
                  )->Prepared:
     "Turn a one-row-per-employee export into features, target, ids, protected attributes and duplicate groups."
     m = dict(mapping or {})
+    msrc = m.get("_source", "<mapping>")
+    check_keys(m, MAPPING_KEYS, msrc)
+    if (k := next((k for k in ("tables", "columns", "date_format", "date_formats") if m.get(k)), None)):
+        raise HRDataError(f"mapping {msrc}: `{k}` describes an HRIS export (several tables), not a one-row-per-employee export; "
+                          f"remove it (a one-row export names its columns under target, id, protected, drop, hash, keep)", file=source)
     allow_protected = allow_protected or bool(m.get("allow_protected"))
     df = _strip(df)
-    df = df.with_columns([num for c in df.columns if (num := _numbers(df[c])) is not None])
-    for key in ("id", "protected", "drop", "keep", "categorical", "values", "actionable"):
+    for key in ("id", "protected", "drop", "hash", "keep", "categorical", "values", "actionable"):
         for c in _names(m, key):
             if c not in df.columns: raise _err(source, c, f"named under `{key}` in the mapping but not in the file",
                                                "Fix the spelling or remove it from the mapping")
+    # 0. the privacy gate: hash what the mapping hashes, refuse identifiers it neither drops nor hashes (`hr_ml.privacy`)
+    drop, hashed = _names(m, "drop"), _names(m, "hash")
+    df = hash_columns(df, hashed, m, msrc)
+    refuse_identifiers(df, source, skip={*drop, *hashed})
+    _one_text_cell(df, source, skip={m.get("target"), m.get("id"), *drop, *hashed, *_names(m, "categorical"), *(m.get("values") or {})})
+    df = df.with_columns([num for c in df.columns if (num := _numbers(df[c])) is not None])
     for c, recode in (m.get("values") or {}).items():
         df = df.with_columns(pl.col(c).cast(pl.String).replace({str(k): None if v is None else str(v) for k, v in recode.items()}))
     # 1. target
@@ -341,19 +392,23 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
                                     f"Add rows or use at most {k} folds")
     groups = _groups(df)
     # 2. ids and protected attributes
+    if idcol and df.height > 1 and df[idcol].n_unique() == 1:
+        raise _err(source, idcol, f"the `id` column holds the same value in every row", "Name a column with one id per employee under `id`, or remove `id`")
     ids = df[idcol].cast(pl.String) if idcol else pl.Series("row", [str(i + 1) for i in range(df.height)])
-    keep, drop, protected = set(_names(m, "keep")), _names(m, "drop"), _names(m, "protected")
-    for c in df.columns:  # safety net for protected-looking columns the mapping forgot
-        if c not in {*protected, *drop, tcol, idcol} and _PROTECTED.match(c):
+    if hashed: notes.append(f"hashed as the mapping asks (keyed HMAC; ids, never features): {', '.join(hashed)}")
+    keep, protected = set(_names(m, "keep")), _names(m, "protected")
+    for c in df.columns:  # protected attributes by meaning (synonyms, codes, duplicated headers) the mapping did not list
+        if c not in {*protected, *drop, *hashed, tcol, idcol} and (kind := protected_kind(c)):
             protected.append(c)
-            notes.append(f"{c} looks like a protected attribute: sent to the fairness audit, not the model (list it under `protected` to silence this)")
+            notes.append(f"{c} looks like a protected attribute ({kind.replace('_', ' ')}): moved to the fairness audit, not the model "
+                         f"(list it under `protected` to silence this)")
     if protected: notes.append(f"protected attributes, for the fairness audit only: {', '.join(protected)}")
     if (bad := [c for c in protected if c in keep]) and not allow_protected:
         raise _err(source, bad[0], "is a protected attribute but `keep` makes it a model feature",
                    "Remove it from `keep`, or pass allow_protected=True after a documented review")
     # 3. dropped, empty, constant and id-like columns
     if drop: notes.append(f"dropped as the mapping asks: {', '.join(drop)}")
-    X = df.select([c for c in df.columns if c not in {tcol, idcol, *drop} and (c not in protected or c in keep)])
+    X = df.select([c for c in df.columns if c not in {tcol, idcol, *drop, *hashed} and (c not in protected or c in keep)])
     if (c := next((c for c in X.columns if c in keep and X[c].null_count() == X.height), None)):
         raise _err(source, c, "every value is empty but the mapping keeps it", "Fill the column in the export or remove it from `keep`")
     free = [c for c in X.columns if c not in keep]
@@ -380,10 +435,22 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
             conv[c] = None; notes.append(f"dropped {c}: unsupported type {s.dtype}")
         else: kinds[c] = {"kind": "number" if s.dtype.is_numeric() else "category"}
     X = X.with_columns([v.alias(c) for c, v in conv.items() if v is not None]).drop([c for c, v in conv.items() if v is None])
+    if free := [c for c in X.columns if is_free_text(X[c])]:   # a category needs repeated values: free text never reaches a driver text
+        notes.append(f"dropped free-text columns (a category needs repeated values; more than {FREE_TEXT['share']:.0%} distinct among "
+                     f"{FREE_TEXT['min_rows']}+ rows, or more than {FREE_TEXT['max_levels']} values): "
+                     + ", ".join(f"{c} ({X[c].n_unique():,} distinct in {X.height - X[c].null_count():,} rows)" for c in free))
+        X = X.drop(free)
     # 5. probable leaks
     leaks = find_leaks(X, y, groups, keep, float(m.get("leak_auc", .95)), float(m.get("suspect_auc", .8)), tcol)
     X = X.drop([d["column"] for d in leaks if d["action"] == "excluded"])
     notes += [d["note"] for d in leaks] + [v for c, v in dates.items() if c in X.columns]
+    day = _export_day(df, m, protected)
+    prot = pl.DataFrame([audit_values(df[c], protected_kind(c), day).alias(f"prot_{c}") for c in protected]) if protected else pl.DataFrame()
+    if births := [c for c in protected if protected_kind(c) == "birth"]:
+        notes.append(f"{', '.join(births)}: birth dates or years turned into age bands at {day} (the export's date) for the audit")
+    prox = find_proxies(X.drop([c for c in X.columns if c in protected]), prot, keep) if protected else []
+    X = X.drop([d["feature"] for d in prox if d["action"] == "excluded"])
+    notes += [d["note"] for d in prox]
     if X.width == 0: raise HRDataError(f"{source}: no feature columns left. Check `drop`, `protected` and the notes above", file=source)
     # 6. duplicates
     if (ndup := len(groups) - len(np.unique(groups))):
@@ -395,21 +462,10 @@ def prepare_table(df:pl.DataFrame,         # one row per employee, as read from 
                    "Remove it from `actionable`, or keep it as a feature")
     recipe = {"format": RECIPE_FORMAT, "mapping": {k: m[k] for k in _RECIPE_KEYS if m.get(k) is not None},
               "columns": {c: kinds[c] for c in X.columns}, "actionable": act}
-    return Prepared(X=X, y=y, ids=ids.alias(idcol or "row"), protected=df.select(protected).rename(lambda c: f"prot_{c}"),
+    return Prepared(X=X, y=y, ids=ids.alias(idcol or "row"), protected=prot,
                     groups=groups, notes=notes, leaks=leaks, source=source, tenant=m.get("tenant"), recipe=recipe)
 
 # %% ../nbs/04_tabular.ipynb #4f5bd1d7
-def _where(source:str, i:int)->str:
-    "Row `i` (0-based) as the user finds it: the line of a text file (after the header), a record of a Parquet file or a request."
-    return f"row {i + 2}" if str(source).lower().endswith((".csv", ".tsv", ".txt")) else f"record {i + 1}"
-
-def _bad_cell(source, col, s:pl.Series, bad:pl.Series, what:str, fix:str):
-    "Raise a one-line `HRDataError` for the first cell where `bad` holds."
-    i = int(bad.fill_null(False).arg_true()[0])
-    n = int(bad.fill_null(False).sum())
-    raise HRDataError(f"{source}, column '{col}', {_where(source, i)}: '{s[i]}' is not {what}{f' ({n:,} cells like this)' if n > 1 else ''}. {fix}",
-                      column=col, file=source, rows=n)
-
 def _feature(s:pl.Series, spec:dict, source:str, day=None)->pl.Series:
     "Column `s` made into the feature `spec` describes (category, binary, date or number); one-line error for a bad cell."
     import datetime as dt
@@ -445,6 +501,7 @@ def table_features(df:pl.DataFrame,          # rows of a one-row-per-employee ex
     import datetime as dt
     if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
         raise HRDataError(f"the model has no recipe of format {RECIPE_FORMAT}; it was not trained on a one-row-per-employee export (train it again)")
+    if mapping: check_keys(mapping, MAPPING_KEYS, mapping.get("_source", "<mapping>"))
     m = {**recipe.get("mapping", {}), **{k: v for k, v in (mapping or {}).items() if k in _RECIPE_KEYS and v is not None}}
     cols = recipe["columns"]
     features = list(cols) if features is None else list(features)
@@ -457,6 +514,9 @@ def table_features(df:pl.DataFrame,          # rows of a one-row-per-employee ex
         raise _err(source, miss[0], f"{'the id column' if miss[0] == idcol else 'the model was trained on this column'} but the file lacks it{more}",
                    "Export the same columns as for training")
     df = df.select(need)
+    hashed = [c for c in _names(m, "hash") if c in df.columns]   # only the id can be hashed here: hashed columns are never features
+    df = hash_columns(df, hashed, {**m, **(mapping or {})}, (mapping or {}).get("_source", "<mapping>"))
+    refuse_identifiers(df, source, skip=hashed)
     df = df.with_columns([num for c in df.columns if (num := _numbers(df[c])) is not None])
     for c, recode in (m.get("values") or {}).items():
         if c in df.columns:
@@ -477,6 +537,9 @@ def table_columns(cols:dict,             # feature -> values of a request, as a 
     out = dict(cols)
     for c, vals in cols.items():
         spec = recipe["columns"].get(c, {})
+        if spec.get("kind") == "category" and (hit := find_identifier(pl.Series(c, [None if v is None else str(v) for v in vals], dtype=pl.String))):
+            raise HRDataError(f"{source}, column '{c}', {_where(source, hit[1])}: holds {hit[0]}, a direct identifier; "
+                              f"send the model's features as in the training export, without names, e-mails or ids", column=c, file=source)
         if spec.get("kind") not in ("binary", "date"): continue
         s = pl.Series(c, [None if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in vals], dtype=pl.String)
         out[c] = _feature(s.str.strip_chars().replace(_NULLS, None), spec, source, day).to_list()
