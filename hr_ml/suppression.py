@@ -48,13 +48,16 @@ def fewer_than(k:int)->str:
     return f"fewer than {k}"
 
 # %% ../nbs/06_suppression.ipynb #a5be881c
-def complement(counts,   # people per cell: one array, or one array per count (e.g. [women, men]) over the same cells
-               k:int,    # minimum group size
+def complement(counts,         # people per cell: one array, or one array per count (e.g. [women, men]) over the same cells
+               k:int,          # minimum group size
+               hidden=None,    # cells already hidden for another reason (their people count toward the hidden total)
+               zero_ok:bool=False, # a cell with 0 people is not hidden on its own (counts of an outcome: 0 exits is no one's figure)
               )->np.ndarray:
     "Boolean mask of cells to hide: those under `k` people plus complementary cells, so that none can be recovered from a total."
     C = np.atleast_2d(np.asarray(counts, dtype=np.int64))
     if C.size == 0: return np.zeros(C.shape[-1], dtype=bool)
-    hide = (C < k).any(axis=0)
+    small = ((C < k) & ((C > 0) if zero_ok else True)).any(axis=0)
+    hide = small | (np.zeros(C.shape[1], bool) if hidden is None else np.asarray(hidden, bool))
     while hide.any() and not hide.all():
         need = C[:, hide].sum(axis=1) < k
         if not need.any() and hide.sum() >= 2: break
