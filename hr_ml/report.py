@@ -341,7 +341,7 @@ def monitor_summary(st:dict,                  # the status: {'status', 'checks',
                    )->str:
     "The monitoring report's opening paragraph, in Markdown: the status and its reasons, and what to do."
     s = st["status"]
-    out = [f"**Status: {s.upper()}.** " + (f"{n:,} people employed on {as_of} were scored. " if n else "")
+    out = [f"**Status: {s.upper()}.** " + (f"{n.capitalize() if isinstance(n, str) else format(n, ',')} people employed on {as_of} were scored. " if n else "")
            + "Checks: " + ", ".join(f"{c} {v}" for c, v in st.get("checks", {}).items()) + "."]
     if st.get("reasons"): out.append("**Why.** " + " ".join(r[:1].upper() + r[1:] + ("" if r.endswith(".") else ".") for r in st["reasons"]))
     moved = [] if drift is None else drift.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).sort("psi", descending=True)["feature"].to_list()
