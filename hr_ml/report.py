@@ -14,6 +14,7 @@ __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_
 import io, re, math
 from pathlib import Path
 import numpy as np, polars as pl
+from .suppression import complement
 
 # %% ../nbs/23_report.ipynb #ceccf9f9
 def show_fig(fig,                 # a matplotlib Figure
@@ -188,8 +189,9 @@ def risk_by_group(groups:pl.Series,   # each person's department or team
               .with_columns(lift=pl.col("len") / pl.col("people") - pl.col("share_all"))     # how much more often it raises risk here than everywhere
               .sort("lift", "f", descending=[True, False]).group_by("group", maintain_order=True).first())
     g = g.join(main.select("group", driver_1="f"), on="group", how="left")
-    small = int((g["people"] < k).sum())
-    g = g.filter(pl.col("people") >= k).sort("avg_risk", "group", descending=[True, False])
+    g = g.sort("group").with_columns(hide=pl.Series(complement(g["people"].to_numpy(), k)))   # under k, and complementary groups (`hr_ml.suppression`)
+    small = int(g["hide"].sum())
+    g = g.filter(~pl.col("hide")).sort("avg_risk", "group", descending=[True, False])
     g = g.with_columns(main_driver=pl.col("driver_1").map_elements(feature_words, return_dtype=pl.String),
                        action=pl.col("driver_1").map_elements(action_for, return_dtype=pl.String))
     return g.select("group", "people", "avg_risk", "high", "main_driver", "action"), small
