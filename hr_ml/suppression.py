@@ -19,12 +19,13 @@ def check_k(k,               # the minimum group size as given (a job parameter 
             where:str="k",   # its name where the user set it, for the message (e.g. 'k_anon', '--k-anon')
            )->int:
     "`k` when it is a whole number of at least 2; else a one-line `HRDataError` saying how to fix it."
+    eg = f"{where} 5" if where.startswith("-") else f"-p {where}=5"
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         raise HRDataError(f"{where} = {k!r}: the minimum group size must be a whole number of people, at least 2 "
-                          f"(5 is usual, 6 in Germany); set e.g. -p {where.lstrip('-')}=5.")
+                          f"(5 is usual, 6 in Germany); set e.g. {eg}.")
     if k < 2:
         raise HRDataError(f"{where} = {k}: a minimum group size below 2 would show single people's figures; "
-                          f"use k >= 2 (5 is usual, 6 in Germany), e.g. -p {where.lstrip('-')}=5.")
+                          f"use k >= 2 (5 is usual, 6 in Germany), e.g. {eg}.")
     return int(k)
 
 # %% ../nbs/06_suppression.ipynb #e0b9c193
