@@ -16,7 +16,7 @@ from test_pay_equity import tables_from                              # noqa: E40
 from hr_ml import pay_equity as PE                                   # noqa: E402
 from hr_ml.fairness import audit                                     # noqa: E402
 from hr_ml.schema import HRDataError                                 # noqa: E402
-from hr_ml.suppression import check_k, complement, scan_for_small, suppress, suppress_frame   # noqa: E402
+from hr_ml.suppression import COUNT_KEYS, check_k, complement, scan_for_small, suppress, suppress_frame   # noqa: E402
 
 
 def hr_ml(*args, cwd=None):
@@ -257,7 +257,7 @@ def scan_run(folder: Path, k: int) -> list:
         if f.name in PER_EMPLOYEE | NOT_OUTPUT: continue
         if f.suffix == ".json": hits = scan_for_small(json.loads(f.read_text()), k)
         elif f.suffix == ".parquet": hits = scan_for_small(pl.read_parquet(f), k)
-        elif f.suffix == ".html": hits = scan_for_small(html_tables(f), k)
+        elif f.suffix == ".html": hits = scan_for_small(html_tables(f), k, COUNT_KEYS + ("rows", "CV people", "back-test people"))
         else: continue
         found += [f"{f.name}: {h}" for h in hits]
     return found
