@@ -395,13 +395,14 @@ def performance_by_month(labeled:pl.DataFrame, # from `label_months`: as_of, ris
     rows = []
     parts = [*((str(m), g) for (m,), g in labeled.sort("as_of").group_by("as_of", maintain_order=True)), ("all", labeled)]
     ne = np.array([[g.height, int(g["y"].sum())] for _, g in parts[:-1]], dtype=np.int64).reshape(-1, 2)
-    hide = [*complement([ne[:, 0], ne[:, 1], ne[:, 0] - ne[:, 1]], k), False]   # months under k people, exits or stays, and complementary months (the pooled row is their sum)
-    for (key, part), h in zip(parts, hide):
+    hn = [*complement(ne[:, 0], k), False]                                      # months under k people, and complementary months (the pooled row is their sum)
+    he = [*complement([ne[:, 0], ne[:, 1], ne[:, 0] - ne[:, 1]], k), False]   # months under k people, exits or stays, and complementary months
+    for (key, part), h_n, h in zip(parts, hn, he):
         y = part["y"].to_numpy().astype(int)
         p = 1 - (1 - part["risk"].to_numpy()) ** (w / horizon_months)
         n, e = len(y), int(y.sum())
         small = bool(h) or min(n, e, n - e) < k
-        r = {"month": key, "n": None if small and (h or n < k) else n, "n_exits": None if small else e, "suppressed": small}
+        r = {"month": key, "n": None if h_n or n < k else n, "n_exits": None if small else e, "suppressed": small}
         if not r["suppressed"]:
             m = metrics(y, p)
             r.update(roc_auc=m["roc_auc"], roc_auc_se=_auc_se(m["roc_auc"], e, n - e), brier=m["brier"], ece=m["ece"],
