@@ -14,7 +14,7 @@ __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_
 import io, re, math
 from pathlib import Path
 import numpy as np, polars as pl
-from .suppression import complement
+from .suppression import complement, is_small
 
 # %% ../nbs/23_report.ipynb #ceccf9f9
 def show_fig(fig,                 # a matplotlib Figure
@@ -189,7 +189,8 @@ def risk_by_group(groups:pl.Series,   # each person's department or team
               .with_columns(lift=pl.col("len") / pl.col("people") - pl.col("share_all"))     # how much more often it raises risk here than everywhere
               .sort("lift", "f", descending=[True, False]).group_by("group", maintain_order=True).first())
     g = g.join(main.select("group", driver_1="f"), on="group", how="left")
-    g = g.sort("group").with_columns(hide=pl.Series(complement(g["people"].to_numpy(), k)))   # under k, and complementary groups (`hr_ml.suppression`)
+    g = g.sort("group")
+    g = g.with_columns(hide=pl.Series(complement(g["people"].to_numpy(), k)))   # under k, and complementary groups (`hr_ml.suppression`)
     small = int(g["hide"].sum())
     g = g.filter(~pl.col("hide")).sort("avg_risk", "group", descending=[True, False])
     g = g.with_columns(main_driver=pl.col("driver_1").map_elements(feature_words, return_dtype=pl.String),
@@ -282,9 +283,13 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
         out.append(f"**Who is at risk.** Highest average risk by {group_name}: "
                    + words([f"{g['group']} ({pct(g['avg_risk'])}, {g['people']:,} people)" for g in top]) + "."
                    + (f" In the {top[0]['group']} {group_name}, the driver that stands out is {top[0]['main_driver']}." if top[0].get("main_driver") else "")
-                   + (f" {n_small} {group_name} group{'s' if n_small > 1 else ''} with fewer than {k} people {'are' if n_small > 1 else 'is'} not shown." if n_small else ""))
+                   + (f" {n_small} {group_name} group{'s' if n_small > 1 else ''} {'are' if n_small > 1 else 'is'} not shown: fewer than {k} people, or hidden so that a small one cannot be worked out from the total." if n_small else ""))
     if n_people and n_high is not None:
-        out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more).")
+        cut = pct((m.get('cuts') or [.15, .35])[1])
+        if n_people < k: out.append(f"Fewer than {k} people are employed now, so how many of them are in the High bucket is not shown.")
+        elif is_small(n_high, k) or is_small(n_people - n_high, k):    # a count of 1 to k-1 people is not shown
+            out.append(f"{'Fewer than ' + str(k) if is_small(n_high, k) else 'All but fewer than ' + str(k)} of {n_people:,} people employed now are in the High bucket (risk of {cut} or more).")
+        else: out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {cut} or more).")
     if groups is not None and groups.height and n_people and n_high is not None: tail = out.pop(); out[-1] += " " + tail
     imp = list((m.get("global_importance") or {}))[:3]
     if effects is not None and effects.height:
