@@ -358,7 +358,8 @@ def indicators(pay:pl.DataFrame, # the pay table (`pay_table` or `pay_table_from
            "variable_mean_gap_pct": S if small_v else _r(_gaps(rec, "hourly_variable", "mean")),
            "variable_median_gap_pct": S if small_v else _r(_gaps(rec, "hourly_variable", "median")),
            "variable_pay_share": {"female": share(rf, nf), "male": share(rm, nm)},
-           "quartile_bands": [] if small else quartile_bands(pay, k),
+           "quartile_bands": [{"band": q, "n": S, "suppressed": True, "female_pct": S, "male_pct": S} for q in (1, 2, 3, 4)] if small
+                             else quartile_bands(pay, k),   # a tiny company's report keeps its four bands, each suppressed
            "categories": category_gaps(pay, k=k, factors=None).to_dicts()}
     return res
 

@@ -108,7 +108,8 @@ def test_tiny_company_fully_suppressed(name, k):
     doc = json.loads(json.dumps(rep))
     assert scan_for_small(doc, k) == []                                              # no count of 1..k-1 people anywhere
     assert scan_for_small(cats, k) == []
-    for b in doc["quartile_bands"]: assert b["suppressed"] and isinstance(b["n"], str)   # bands of 1 to 3 people
+    assert [b["band"] for b in doc["quartile_bands"]] == [1, 2, 3, 4]                 # a complete report: four bands...
+    for b in doc["quartile_bands"]: assert b["suppressed"] and isinstance(b["n"], str)   # ...of 1 to 3 people each, suppressed
     vs = doc["variable_pay_share"]
     assert all(isinstance(v, str) for v in vs.values()) or k == 2                    # shares of 1..4 recipients (k = 5)
     few = min(sum(r[1] == g for r in COMPANIES[name]) for g in ("female", "male")) < k
