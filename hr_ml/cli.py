@@ -327,7 +327,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
     counts = dict(pl.scan_parquet(out).group_by("bucket").len().collect().iter_rows())
     n = sum(counts.values())
     bs = ("High", "Medium", "Low")
-    hide = dict(zip(bs, complement([c if (c := counts.get(b, 0)) else k_anon for b in bs], k_anon)))   # empty buckets are shown as 0
+    hide = dict(zip(bs, complement([counts.get(b, 0) for b in bs], k_anon, zero_ok=True)))   # under k, and a complementary bucket; empty ones read 0
     which = f"{info['name']} v{info['version']} ({info['alias']})" if info.get("version") else f"run {info['run']}"
     out_console.print(f"scored {n:,} employees{f' as of {day}' if day else ''} with {which}, sha256 {info['sha256'][:12]}, "
                       f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {f'<{k_anon}' if hide[b] else format(counts.get(b, 0), ',')}" for b in bs)
