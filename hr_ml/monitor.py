@@ -739,12 +739,14 @@ def _few(res:dict, k:int, th:dict, expected=None)->dict:
     "A result on fewer than `k` people keeps no figure about them: no scores, feature means or shares; `n` reads 'fewer than k'."
     if res["n"] >= k: return res
     drift = res["drift"].clear()
-    st = monitor_status(drift, res["performance"], list(res["fairness"].values()), th, expected)
+    fair = {**res["fairness"], "current": {"available": False, "outcomes": False, "gates": [], "passed": True,   # not even which groups they belong to
+                                           "note": f"not assessed: {fewer_than(k)} people in the new data"}}
+    st = monitor_status(drift, res["performance"], list(fair.values()), th, expected)
     st["checks"]["drift"] = "n/a"
     st["reasons"] = [r for r in st["reasons"] if not r.startswith("ok: ")] + [
         f"info: {fewer_than(k)} people in the new data (k = {k}): their scores, feature means and shares are suppressed, and drift is not assessed"]
-    if st["status"] == "ok": st["reasons"].insert(0, "ok: no performance or fairness finding beyond the thresholds; drift not assessed")
-    return {**res, "n": fewer_than(k), "suppressed": True, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "status": st}
+    if st["status"] == "ok": st["reasons"].insert(0, "ok: no finding beyond the thresholds; drift and the fairness of the current scores not assessed")
+    return {**res, "n": fewer_than(k), "suppressed": True, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
 
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
