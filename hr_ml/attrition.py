@@ -394,9 +394,11 @@ def calibration_bins(y,          # 1 = left, 0 = stayed
     b = np.minimum((p * n_bins).astype(int), n_bins - 1)
     n = np.bincount(b, minlength=n_bins)
     sp, sy = np.bincount(b, weights=p, minlength=n_bins), np.bincount(b, weights=y, minlength=n_bins)
-    out = []
-    for i in np.flatnonzero(n):
-        ok = bool(n[i] >= k)
+    out, nz = [], np.flatnonzero(n)
+    from hr_ml.suppression import complement
+    hide = complement(n[nz], k)                    # under k people, and complementary bins (the total is published)
+    for i, h in zip(nz, hide):
+        ok = not h
         out.append({"lo": int(i) / n_bins, "hi": (int(i) + 1) / n_bins, "n": int(n[i]) if ok else None,
                     "predicted_mean": float(sp[i] / n[i]) if ok else None,
                     "observed_rate": float(sy[i] / n[i]) if ok else None, "suppressed": not ok})
@@ -436,7 +438,10 @@ def bucket_table(y,                  # 1 = left, 0 = stayed
     stats = pl.DataFrame(rows, schema={"bucket": pl.String, "n": pl.UInt32, "predicted_mean": pl.Float64, "observed_rate": pl.Float64}, orient="row")
     ranges = [f"p < {lo:g}", f"{lo:g} <= p < {hi:g}", f"p >= {hi:g}"]
     out = pl.DataFrame({"bucket": list(_BUCKETS), "range": ranges}).join(stats, on="bucket", how="left", maintain_order="left")
-    small = pl.col("n").fill_null(0) < k
+    from hr_ml.suppression import complement
+    n = out["n"].fill_null(0).to_numpy()
+    hide = np.zeros(len(n), bool); hide[n > 0] = complement(n[n > 0], k)   # under k people, and a complementary bucket (the total is published)
+    small = pl.Series(hide)
     return out.with_columns([pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in ("n", "predicted_mean", "observed_rate")])
 
 # %% ../nbs/10_attrition.ipynb #925562ee

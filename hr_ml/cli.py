@@ -288,10 +288,6 @@ def _model_cuts(ref:str)->tuple:
         if c and len(c) == 2: return tuple(float(x) for x in c)
     return (0.15, 0.35)
 
-def _count(n:int, k:int)->str:
-    "A head count for display: fewer than `k` people are shown as '<k'."
-    return f"<{k}" if 0 < n < k else f"{n:,}"
-
 @app.command()
 @friendly
 def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV, the model's columns), an HRIS export folder, or for a model trained on a one-row-per-employee export, such an export (CSV/Parquet)"),
@@ -311,6 +307,8 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
     import json, datetime as dt
     from hr_ml.score import load_model, score_inputs, score_to_parquet
     from hr_ml.treeshap import check_device
+    from hr_ml.suppression import check_k, complement
+    check_k(k_anon, "--k-anon")  # a whole number >= 2, or one line saying so
     check_device(device)  # a missing GPU is reported before anything is loaded
     if out.suffix != ".parquet": fail(f"{out}: --out must be a .parquet file")
     if out.exists() and not overwrite: fail(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
@@ -328,9 +326,11 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
     import polars as pl
     counts = dict(pl.scan_parquet(out).group_by("bucket").len().collect().iter_rows())
     n = sum(counts.values())
+    bs = ("High", "Medium", "Low")
+    hide = dict(zip(bs, complement([counts.get(b, 0) for b in bs], k_anon, zero_ok=True)))   # under k, and a complementary bucket; empty ones read 0
     which = f"{info['name']} v{info['version']} ({info['alias']})" if info.get("version") else f"run {info['run']}"
     out_console.print(f"scored {n:,} employees{f' as of {day}' if day else ''} with {which}, sha256 {info['sha256'][:12]}, "
-                      f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {_count(counts.get(b, 0), k_anon)}" for b in ("High", "Medium", "Low"))
+                      f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {f'<{k_anon}' if hide[b] else format(counts.get(b, 0), ',')}" for b in bs)
                       + f"; wrote {out}", markup=False)
 
 # %% ../nbs/40_cli.ipynb #c6f2a4a3

@@ -16,6 +16,7 @@ from scipy.stats import rankdata
 from numba import njit
 from .schema import HRDataError
 from .features import PROTECTED_PREFIX
+from .suppression import complement
 
 # %% ../nbs/14_fairness.ipynb #bf093fcc
 _AGE_EDGES, _AGE_LABELS = [30, 40, 50], ["<30", "30-39", "40-49", "50+"]
@@ -134,10 +135,23 @@ def _ci(reps, ci):
 
 def _suppress(people:dict, k:int)->set:
     "Groups to suppress: those under k people, plus the next-smallest until the suppressed together have >= k people and number >= 2."
-    S = {g for g, n in people.items() if n < k}
-    rest = sorted((n, g) for g, n in people.items() if g not in S)
-    while S and (len(S) < 2 or sum(people[g] for g in S) < k) and rest: S.add(rest.pop(0)[1])
-    return S
+    gs = sorted(people)
+    return {g for g, h in zip(gs, complement([people[g] for g in gs], k)) if h}
+
+_OUTCOME = ("auc", "observed_rate", "calibration_gap", "tpr", "fpr")   # figures that reveal how many left or stayed
+
+def _hide_outcomes(rows, pos:dict, neg:dict, supp:set, k:int):
+    "Blank the outcome figures of groups with 1 to k-1 leavers or stayers (and complementary groups), so no exit count under k is shown or recoverable."
+    gs = sorted(pos)
+    hide = complement([[pos[g] for g in gs], [neg[g] for g in gs]], k, hidden=[g in supp for g in gs], zero_ok=True)
+    out = {g for g, h in zip(gs, hide) if h and g not in supp}
+    for r in rows:
+        if r["group"] not in out: continue
+        r.update(n_pos=None, outcomes_suppressed=True)
+        for m in _OUTCOME: r[m] = r[f"{m}_ci"] = None
+        r["calibration_gap_se"] = None
+        for m in ("auc", "tpr", "fpr"): r[f"{m}_diff"] = r[f"{m}_diff_ci"] = r[f"{m}_diff_se"] = None
+    return out
 
 # %% ../nbs/14_fairness.ipynb #f9b78adf
 def _audit_one(y, p, h, lab, units, hi, k, min_n, min_events, n_boot, ci, rng):
@@ -172,6 +186,13 @@ def _audit_one(y, p, h, lab, units, hi, k, min_n, min_events, n_boot, ci, rng):
                 r[f"{name}_diff_ci"] = _ci(reps[g][name] - reps[ref][name], ci)
                 r[f"{name}_diff_se"] = _sd(reps[g][name] - reps[ref][name])
         rows.append(r)
+    pos = {g: len(np.unique(units[(lab == g) & (y == 1)])) for g in levels}   # people who left, and who stayed, per group
+    neg = {g: len(np.unique(units[(lab == g) & (y == 0)])) for g in levels}
+    hid = _hide_outcomes(rows, pos, neg, supp, k)
+    if ref in hid:    # the reference's outcome figures are hidden: no outcome comparison against it can be shown
+        for r in rows:
+            for m in ("auc", "tpr", "fpr"):
+                if f"{m}_diff" in r: r[f"{m}_diff"] = r[f"{m}_diff_ci"] = r[f"{m}_diff_se"] = None
     return {"reference": ref, "groups": rows, "summary": _summary(rows, ref),
             "n_suppressed": len(supp), "n_compared": len(comp) if ref else 0}
 

@@ -24,6 +24,7 @@ from . import features as F
 from .attrition import AttritionModel, metrics
 from .fairness import audit
 from .gates import evaluate_gates
+from .suppression import complement, is_small, fewer_than
 
 # %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
@@ -112,10 +113,8 @@ def _num_profile(s:pl.Series, bins:int, sketch:int)->dict:
 
 def _pool(counts:dict, k:int)->set:
     "Categories pooled into '(other)': those under k people, plus the next-smallest until the pool holds at least k people."
-    S = {c for c, n in counts.items() if n < k}
-    rest = sorted((n, c) for c, n in counts.items() if c not in S)
-    while S and sum(counts[c] for c in S) < k and rest: S.add(rest.pop(0)[1])
-    return S
+    cs = sorted(counts)
+    return {c for c, h in zip(cs, complement([counts[c] for c in cs], k)) if h}   # the shared rule (`hr_ml.suppression`)
 
 def _counts(s:pl.Series)->dict:
     vc = s.drop_nulls().cast(pl.String).value_counts()
@@ -189,11 +188,11 @@ def _chi2(a, b)->dict:
     st, pv, _, _ = stats.chi2_contingency(np.vstack([a[keep], b[keep]]), correction=False)
     return {"test": "chi2", "statistic": _r(st), "p_value": float(pv)}
 
-def _num_drift(ref:dict, s:pl.Series)->dict:
+def _num_drift(ref:dict, s:pl.Series, k:int=5)->dict:
     n, v = len(s), _values(s)
     cnt = np.bincount(np.searchsorted(np.asarray(ref["edges"], float), v), minlength=len(ref["edges"]) + 1)
     p, c = np.r_[ref["props"], ref["missing"]], np.r_[cnt, n - len(v)]
-    row = {"psi": psi(p, c / n), "missing_ref": ref["missing"], "missing_new": _r(1 - len(v) / n), "mean_ref": ref["mean"],
+    row = {"psi": psi(p, c / n), "missing_ref": ref["missing"], "missing_new": None if is_small(n - len(v), k) else _r(1 - len(v) / n), "mean_ref": ref["mean"],
            "mean_new": _r(v.mean()) if len(v) else None, "median_ref": ref["quantiles"]["p50"],
            "median_new": _r(np.median(v)) if len(v) else None}
     if ref["distinct"] <= 12 or len(v) == 0: return {**row, **_chi2(p * ref["n"], c)}
@@ -214,8 +213,10 @@ def _cat_drift(ref:dict, s:pl.Series, k:int)->dict:
     p = np.array([ref["props"].get(c, 0.0) for c in cells[:-2]] + [0.0, ref["missing"]])
     q = np.array([nc[c] for c in cells]) / n
     i = int(np.argmax(np.abs(q - p)))
-    return {"psi": psi(p, q), "missing_ref": ref["missing"], "missing_new": _r(s.null_count() / n), **_chi2(p * ref["n"], q * n),
-            "top_change": f"{cells[i]}: {p[i]:.1%} -> {q[i]:.1%}", "new_share": _r(sum(new.values()) / n),
+    small = lambda m: is_small(int(m), k)    # a share of 1 to k-1 people is not shown
+    return {"psi": psi(p, q), "missing_ref": ref["missing"], "missing_new": None if small(s.null_count()) else _r(s.null_count() / n), **_chi2(p * ref["n"], q * n),
+            "top_change": f"{cells[i]}: {p[i]:.1%} -> " + (fewer_than(k) + " people" if small(nc[cells[i]]) else f"{q[i]:.1%}"),
+            "new_share": None if small(sum(new.values())) else _r(sum(new.values()) / n),
             "new_categories": [f"{c} ({m})" if m >= k else f"{c} (<{k})" for c, m in sorted(new.items(), key=lambda t: (-t[1], t[0]))],
             "_new_big": (big := sum(m for m in new.values() if m >= k)) / n,
             "_new_p": float(stats.fisher_exact([[0, ref["n"]], [big, n - big]]).pvalue) if big else 1.0}
@@ -244,9 +245,9 @@ def feature_drift(profile:dict,          # from `reference_profile` / `load_prof
         s = X_new[f]
         if ref["kind"] == "categorical": r = _cat_drift(ref, s, profile["k"])
         elif _is_cat(s): raise HRDataError(f"feature '{f}' was numeric in the reference but is {s.dtype} in the new data; convert it to a number")
-        else: r = _num_drift(ref, s)
+        else: r = _num_drift(ref, s, profile["k"])
         rows.append({"feature": f, "kind": ref["kind"], **r})
-    rows.append({"feature": SCORE, "kind": "score", **_num_drift(profile["score"], pl.Series(SCORE, risk_new))})
+    rows.append({"feature": SCORE, "kind": "score", **_num_drift(profile["score"], pl.Series(SCORE, risk_new), profile["k"])})
     a = th["alpha"] / len(rows)
     for r in rows:
         r["significant"] = r["p_value"] is not None and r["p_value"] < a
@@ -392,11 +393,16 @@ def performance_by_month(labeled:pl.DataFrame, # from `label_months`: as_of, ris
     "Realized ROC-AUC, Brier, ECE and calibration per scoring month, and pooled ('all')."
     w = window_months or horizon_months
     rows = []
-    for key, part in [*((str(m), g) for (m,), g in labeled.sort("as_of").group_by("as_of", maintain_order=True)), ("all", labeled)]:
+    parts = [*((str(m), g) for (m,), g in labeled.sort("as_of").group_by("as_of", maintain_order=True)), ("all", labeled)]
+    ne = np.array([[g.height, int(g["y"].sum())] for _, g in parts[:-1]], dtype=np.int64).reshape(-1, 2)
+    hn = [*complement(ne[:, 0], k), False]                                      # months under k people, and complementary months (the pooled row is their sum)
+    he = [*complement([ne[:, 0], ne[:, 1], ne[:, 0] - ne[:, 1]], k), False]   # months under k people, exits or stays, and complementary months
+    for (key, part), h_n, h in zip(parts, hn, he):
         y = part["y"].to_numpy().astype(int)
         p = 1 - (1 - part["risk"].to_numpy()) ** (w / horizon_months)
         n, e = len(y), int(y.sum())
-        r = {"month": key, "n": n if n >= k else None, "n_exits": e if min(e, n - e) >= k else None, "suppressed": min(n, e, n - e) < k}
+        small = bool(h) or min(n, e, n - e) < k
+        r = {"month": key, "n": None if h_n or n < k else n, "n_exits": None if small else e, "suppressed": small}
         if not r["suppressed"]:
             m = metrics(y, p)
             r.update(roc_auc=m["roc_auc"], roc_auc_se=_auc_se(m["roc_auc"], e, n - e), brier=m["brier"], ece=m["ece"],
@@ -702,6 +708,8 @@ def row_inputs(rows:RowExport,        # from `read_rows`
     return {"X": X, "ids": ids, "protected": d.select(prot).rename(lambda c: f"{F.PROTECTED_PREFIX}{c}"), "y": y, "target": tcol,
             "outcome_note": why, "as_of": day, "as_of_note": how, "notes": notes}
 
+def _cnt(n:int, k:int)->str: return fewer_than(k) if is_small(n, k) else f"{n:,}"
+
 def row_performance(risk:np.ndarray,        # the model's risk for the export's rows
                     y:np.ndarray|None,      # outcomes recorded in the export: 1 left, 0 stayed, NaN empty; None: none recorded
                     as_of:dt.date,          # the export's date (the one period)
@@ -723,10 +731,23 @@ def row_performance(risk:np.ndarray,        # the model's risk for the export's 
     empty = len(y) - int(known.sum())
     return {**base, "available": True, "months": [str(as_of)], "by_month": by, "labeled": lab,
             "pooled": by.filter(pl.col("month") == "all").to_dicts()[0],
-            "note": (f"outcomes as recorded in the export ({target} column, {int(known.sum()):,} rows{f', {empty:,} empty left out' if empty else ''}), "
+            "note": (f"outcomes as recorded in the export ({target} column, {_cnt(int(known.sum()), k)} rows{f', {_cnt(empty, k)} empty left out' if empty else ''}), "
                      f"one period as of {as_of}; rows the model was trained on give in-sample figures")}
 
 # %% ../nbs/33_monitor.ipynb #caf03677
+def _few(res:dict, k:int, th:dict, expected=None)->dict:
+    "A result on fewer than `k` people keeps no figure about them: no scores, feature means or shares; `n` reads 'fewer than k'."
+    if res["n"] >= k: return res
+    drift = res["drift"].clear()
+    fair = {**res["fairness"], "current": {"available": False, "outcomes": False, "gates": [], "passed": True,   # not even which groups they belong to
+                                           "note": f"not assessed: {fewer_than(k)} people in the new data"}}
+    st = monitor_status(drift, res["performance"], list(fair.values()), th, expected)
+    st["checks"]["drift"] = "n/a"
+    st["reasons"] = [r for r in st["reasons"] if not r.startswith("ok: ")] + [
+        f"info: {fewer_than(k)} people in the new data (k = {k}): their scores, feature means and shares are suppressed, and drift is not assessed"]
+    if st["status"] == "ok": st["reasons"].insert(0, "ok: no finding beyond the thresholds; drift and the fairness of the current scores not assessed")
+    return {**res, "n": fewer_than(k), "suppressed": True, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
+
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
                 tables:dict,                # the new export's canonical tables, or a one-row export (`RowExport`, see `load_tables`)
@@ -768,8 +789,8 @@ def run_monitor(model:AttritionModel,       # the model
                                           groups=(lab["tenant_id"] + "/" + lab["employee_id"]).to_numpy(), cuts=tuple(conv(cuts)), k=k,
                                           n_boot=n_boot, seed=seed, thresholds=th_r)
     status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
-    return {"as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
-            "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
+    return _few({"as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
+                 "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
 
 def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
     "`run_monitor` for a one-row-per-employee export: the same checks, outcomes from its target column as one period."
@@ -788,8 +809,11 @@ def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
                                           cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th_r)
     status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
     status["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
-    return {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
-            "drift": drift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
+    res = {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
+           "drift": drift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
+    out = _few(res, k, th, meta.get("expected"))
+    if out is not res: out["status"]["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
+    return out
 
 def write_outputs(res:dict,           # from `run_monitor`
                   out:Path|str,       # the run folder
@@ -810,7 +834,7 @@ def write_outputs(res:dict,           # from `run_monitor`
     doc = {"status": res["status"]["status"], "checks": res["status"]["checks"], "reasons": res["status"]["reasons"],
            "as_of": res["as_of"], **({"as_of_note": res["as_of_note"]} if res.get("as_of_note") else {}), "data_end": res["data_end"], "n": res["n"], "data": source, "model": info,
            "reference": {"as_of": ref.get("as_of"), "n": ref["n"], "k": ref["k"], **{k: v for k, v in ref.get("meta", {}).items()}},
-           "score": {"mean": float(np.mean(res["risk"])), "mean_ref": ref["score"]["mean"]},
+           "score": {"mean": float(np.mean(res["risk"])) if len(res["risk"]) else None, "mean_ref": ref["score"]["mean"]},
            "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(), "performance": perf, "fairness": fair}
     p = out / "monitor.json"
     p.write_text(json.dumps(_jsonable(doc), indent=1) + "\n")

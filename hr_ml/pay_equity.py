@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from .schema import HRDataError
+from .suppression import complement, is_small
 
 # %% auto #0
 __all__ = ['BINARY', 'FACTORS', 'CATEGORIES', 'PAY_ELEMENTS', 'BINARY_NOTE', 'suppressed', 'pay_table', 'pay_table_from_export',
@@ -286,14 +287,7 @@ def suppress_cells(n_female, # women per cell
                    k:int=5,  # minimum group size of either gender
                   )->np.ndarray:
     "Boolean mask of cells to hide: those with fewer than `k` women or men, plus complementary cells so that none can be recovered from totals."
-    f, m = np.asarray(n_female, dtype=np.int64), np.asarray(n_male, dtype=np.int64)
-    hide = np.minimum(f, m) < k
-    while hide.any() and (f[hide].sum() < k or m[hide].sum() < k) and not hide.all():
-        need_f, need_m = f[hide].sum() < k, m[hide].sum() < k
-        cand = np.flatnonzero(~hide & (((f > 0) & need_f) | ((m > 0) & need_m)))
-        if not len(cand): cand = np.flatnonzero(~hide)
-        hide[cand[np.lexsort((cand, (f + m)[cand]))[0]]] = True     # the smallest cell (ties: the first)
-    return hide
+    return complement([np.asarray(n_female, dtype=np.int64), np.asarray(n_male, dtype=np.int64)], k)   # the shared rule (`hr_ml.suppression`)
 
 # %% ../nbs/13_pay_equity.ipynb #32e8b864
 def gap_pct(men, women)->float|None:
@@ -330,7 +324,7 @@ def quartile_bands(pay:pl.DataFrame, # the pay table
     out = []
     for r, h in zip(t.iter_rows(named=True), hide):
         nb = r["n_female"] + r["n_male"]
-        out.append({"band": r["band"], "n": nb, "suppressed": bool(h),
+        out.append({"band": r["band"], "n": suppressed(k) if h else nb, "suppressed": bool(h),
                     "female_pct": suppressed(k) if h else _r(100 * r["n_female"] / nb, 2),
                     "male_pct": suppressed(k) if h else _r(100 * r["n_male"] / nb, 2)})
     return out
@@ -352,17 +346,20 @@ def indicators(pay:pl.DataFrame, # the pay table (`pay_table` or `pay_table_from
     rec = b.filter(pl.col("hourly_variable") > 0)
     rf, rm = _counts(rec)
     small_v = small or min(rf, rm) < k
+    share = lambda r, n: S if small or is_small(r, k) or is_small(n - r, k) else _r(100 * r / n, 2)   # recipients and non-recipients >= k
+    nw = pay.filter(pl.col("hourly_base").is_null()).height
     res = {"pay_elements": PAY_ELEMENTS, "binary_note": BINARY_NOTE, "k": k,
            "n_female": nf if not small else S, "n_male": nm if not small else S, "n_other_genders": _others(pay, k),
-           "n_without_pay": pay.filter(pl.col("hourly_base").is_null()).height,
+           "n_without_pay": S if is_small(nw, k) else nw,
            "mean_gap_pct": S if small else _r(_gaps(b, "hourly_pay", "mean")),
            "median_gap_pct": S if small else _r(_gaps(b, "hourly_pay", "median")),
            "basic_mean_gap_pct": S if small else _r(_gaps(b, "hourly_base", "mean")),
            "basic_median_gap_pct": S if small else _r(_gaps(b, "hourly_base", "median")),
            "variable_mean_gap_pct": S if small_v else _r(_gaps(rec, "hourly_variable", "mean")),
            "variable_median_gap_pct": S if small_v else _r(_gaps(rec, "hourly_variable", "median")),
-           "variable_pay_share": {"female": S, "male": S} if small else {"female": _r(100 * rf / nf, 2), "male": _r(100 * rm / nm, 2)},
-           "quartile_bands": [] if small else quartile_bands(pay, k),
+           "variable_pay_share": {"female": share(rf, nf), "male": share(rm, nm)},
+           "quartile_bands": [{"band": q, "n": S, "suppressed": True, "female_pct": S, "male_pct": S} for q in (1, 2, 3, 4)] if small
+                             else quartile_bands(pay, k),   # a tiny company's report keeps its four bands, each suppressed
            "categories": category_gaps(pay, k=k, factors=None).to_dicts()}
     return res
 

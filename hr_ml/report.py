@@ -14,6 +14,7 @@ __all__ = ['FEATURE_WORDS', 'ACTIONS', 'GROUP_COLUMNS', 'show_fig', 'pct', 'fmt_
 import io, re, math
 from pathlib import Path
 import numpy as np, polars as pl
+from .suppression import complement, is_small
 
 # %% ../nbs/23_report.ipynb #ceccf9f9
 def show_fig(fig,                 # a matplotlib Figure
@@ -188,8 +189,10 @@ def risk_by_group(groups:pl.Series,   # each person's department or team
               .with_columns(lift=pl.col("len") / pl.col("people") - pl.col("share_all"))     # how much more often it raises risk here than everywhere
               .sort("lift", "f", descending=[True, False]).group_by("group", maintain_order=True).first())
     g = g.join(main.select("group", driver_1="f"), on="group", how="left")
-    small = int((g["people"] < k).sum())
-    g = g.filter(pl.col("people") >= k).sort("avg_risk", "group", descending=[True, False])
+    g = g.sort("group")
+    g = g.with_columns(hide=pl.Series(complement(g["people"].to_numpy(), k)))   # under k, and complementary groups (`hr_ml.suppression`)
+    small = int(g["hide"].sum())
+    g = g.filter(~pl.col("hide")).sort("avg_risk", "group", descending=[True, False])
     g = g.with_columns(main_driver=pl.col("driver_1").map_elements(feature_words, return_dtype=pl.String),
                        action=pl.col("driver_1").map_elements(action_for, return_dtype=pl.String))
     return g.select("group", "people", "avg_risk", "high", "main_driver", "action"), small
@@ -280,9 +283,13 @@ def train_summary(m:dict,                    # the run's metrics (as in metrics.
         out.append(f"**Who is at risk.** Highest average risk by {group_name}: "
                    + words([f"{g['group']} ({pct(g['avg_risk'])}, {g['people']:,} people)" for g in top]) + "."
                    + (f" In the {top[0]['group']} {group_name}, the driver that stands out is {top[0]['main_driver']}." if top[0].get("main_driver") else "")
-                   + (f" {n_small} {group_name} group{'s' if n_small > 1 else ''} with fewer than {k} people {'are' if n_small > 1 else 'is'} not shown." if n_small else ""))
+                   + (f" {n_small} {group_name} group{'s' if n_small > 1 else ''} {'are' if n_small > 1 else 'is'} not shown: fewer than {k} people, or hidden so that a small one cannot be worked out from the total." if n_small else ""))
     if n_people and n_high is not None:
-        out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {pct((m.get('cuts') or [.15, .35])[1])} or more).")
+        cut = pct((m.get('cuts') or [.15, .35])[1])
+        if n_people < k: out.append(f"Fewer than {k} people are employed now, so how many of them are in the High bucket is not shown.")
+        elif is_small(n_high, k) or is_small(n_people - n_high, k):    # a count of 1 to k-1 people is not shown
+            out.append(f"{'Fewer than ' + str(k) if is_small(n_high, k) else 'All but fewer than ' + str(k)} of {n_people:,} people employed now are in the High bucket (risk of {cut} or more).")
+        else: out.append(f"{n_high:,} of {n_people:,} people employed now ({pct(n_high / n_people)}) are in the High bucket (risk of {cut} or more).")
     if groups is not None and groups.height and n_people and n_high is not None: tail = out.pop(); out[-1] += " " + tail
     imp = list((m.get("global_importance") or {}))[:3]
     if effects is not None and effects.height:
@@ -341,7 +348,7 @@ def monitor_summary(st:dict,                  # the status: {'status', 'checks',
                    )->str:
     "The monitoring report's opening paragraph, in Markdown: the status and its reasons, and what to do."
     s = st["status"]
-    out = [f"**Status: {s.upper()}.** " + (f"{n:,} people employed on {as_of} were scored. " if n else "")
+    out = [f"**Status: {s.upper()}.** " + (f"{n.capitalize() if isinstance(n, str) else format(n, ',')} people employed on {as_of} were scored. " if n else "")
            + "Checks: " + ", ".join(f"{c} {v}" for c, v in st.get("checks", {}).items()) + "."]
     if st.get("reasons"): out.append("**Why.** " + " ".join(r[:1].upper() + r[1:] + ("" if r.endswith(".") else ".") for r in st["reasons"]))
     moved = [] if drift is None else drift.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).sort("psi", descending=True)["feature"].to_list()
