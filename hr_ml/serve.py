@@ -23,7 +23,7 @@ from .explain import drivers, driver_text, what_if
 from .features import FEATURES, CATEGORICAL, ACTIONABLE
 from .tabular import actionable_features
 from .treeshap import tree_shap
-from .score import load_model
+from .score import load_model, domain, range_note
 
 # %% ../nbs/31_serve.ipynb #002fc83a
 def load_served_model(ref:str="champion",          # a registry alias ('champion', ...) or a run folder (runs/attrition/RUN_ID)
@@ -336,10 +336,11 @@ def _value_type(model:AttritionModel, f:str, nullable:bool|None=None):
     if kind == "binary": return Optional[Union[StrictBool, Annotated[int, Field(strict=True, ge=0, le=1)], Annotated[StrictStr, Field(max_length=20)]]]
     if kind == "date": return Optional[Annotated[StrictStr, Field(max_length=40)]]
     d = _dtype(model, f)
+    lo, hi = domain(f)  # the values the feature can take at all: no negative counts or ratios, no 1e308
     if d == pl.String: t = Annotated[StrictStr, Field(max_length=200)]
     elif d == pl.Int8: t = Annotated[int, Field(strict=True, ge=0, le=1), BeforeValidator(_integral)]  # (a Field after the validator would lose its bounds in the JSON schema)
-    elif d == pl.Int32: t = Annotated[int, Field(strict=True, ge=-2**31, le=2**31 - 1), BeforeValidator(_integral)]
-    else: t = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-_BOUND, le=_BOUND)]
+    elif d == pl.Int32: t = Annotated[int, Field(strict=True, ge=max(int(lo), -2**31), le=min(int(hi), 2**31 - 1)), BeforeValidator(_integral)]
+    else: t = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=lo, le=hi)]
     if nullable is None: nullable = f in NULLABLE or f not in FEATURE_DTYPES
     return Optional[t] if nullable else t
 
@@ -430,8 +431,12 @@ def _columns(model:AttritionModel, rows:list)->dict:
     return cols
 
 def _unseen(model:AttritionModel, cols:dict)->list[list[str]]:
-    "Per row: warnings for categories the model never saw in training."
+    "Per row: warnings for categories the model never saw in training, and for values beyond the training range."
     out = [[] for _ in range(len(next(iter(cols.values()), [])))]
+    rng = getattr(model, "training_range_", None) or {}
+    for f in rng.keys() & cols.keys():
+        for i, v in enumerate(cols[f]):
+            if (w := range_note(f, v, rng)): out[i].append(w)
     for f, cats in model.categories_.items():
         known = set(cats)
         for i, v in enumerate(cols[f]):
