@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from hr_ml.attrition import AttritionModel
 from hr_ml.runs import sha256_file
 from hr_ml.attrition import model_sha256
+from hr_ml.score import domain
 from hr_ml.schema import HRDataError
 
 TINY = ["--employees", "1500", "--tenants", "8", "-p", "n_splits=3", "-p", "model_kind=xgboost",
@@ -45,7 +46,7 @@ def sample_X(model: AttritionModel, n=300, seed=0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     cols = {}
     for f, t in zip(model.feature_names_, model.feature_types_):
-        cols[f] = rng.choice(model.categories_[f], n) if t == "c" else rng.gamma(2.0, 1.0, n)
+        cols[f] = rng.choice(model.categories_[f], n) if t == "c" else np.clip(rng.gamma(2.0, 1.0, n), *domain(f))  # within what the feature can be
     return pl.DataFrame(cols)
 
 
