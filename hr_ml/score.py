@@ -137,9 +137,11 @@ def _check_manifest(folder:Path):
     for f in MODEL_FILES:
         if (folder/f).exists() and sha256_file(folder/f) != files.get(f):
             raise HRDataError(f"{folder/f} does not match the SHA-256 in {man}; the run folder was changed after training, refusing to use it (train again or pass another run)")
-    if m.get("model_sha256") != model_sha256(folder):
+    whole = model_sha256(folder)
+    legacy = files.get("model.ubj" if (folder/"model.ubj").exists() else "model.json")  # runs made before one SHA covered both files
+    if m.get("model_sha256") not in (whole, legacy):
         raise HRDataError(f"{folder}: the model files do not match the model SHA-256 in {man}; the run folder was changed after training, refusing to use it (train again or pass another run)")
-    return m["model_sha256"]
+    return whole
 
 def load_model(ref:str|Path="champion",   # a registry alias ('champion') or a run folder
                tracking_uri:str|None=None, # MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI or ./mlruns
