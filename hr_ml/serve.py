@@ -716,7 +716,8 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
                  "risk": r["old_risk"], "bucket": r["old_bucket"], "key_id": key_id,
                  "what_if": {"feature": r["feature"], "new_risk": r["new_risk"], "new_bucket": r["new_bucket"]}}])
         metrics.scored.labels("what-if").inc()
-        return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0]})
+        new = range_note(body.change.feature, body.change.value, getattr(model, "training_range_", None) or {})  # the new value, too
+        return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0] + ([f"new value: {new}"] if new else [])})
 
     def openapi():
         "FastAPI's spec plus the schema of the scoring request, which that route validates itself."

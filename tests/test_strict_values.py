@@ -280,6 +280,8 @@ def test_api_warns_beyond_the_training_range(api):
     w = [e["warnings"] for e in r.json()["employees"]]
     assert any("compa_ratio 9 is outside the range seen in training" in x for x in w[0]), w
     assert not any("outside the range" in x for x in w[1]), w
+    r = client.post(WHATIF.format("T00001"), json={**body(feats, 0), "change": {"feature": "compa_ratio", "value": 12.0}}, headers=h)
+    assert r.status_code == 200 and any(x.startswith("new value: compa_ratio 12 is outside the range seen in training") for x in r.json()["warnings"]), r.text
 
 
 # ------------------------------------------------------------------ erase
