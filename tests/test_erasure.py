@@ -35,7 +35,7 @@ def every_file(*roots):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("erasure")
-    r = hr_ml("synth", "--employees", 300, "--tenants", 3, "--out", "data", "--no-progress", cwd=d)
+    r = hr_ml("synth", "--employees", 300, "--tenants", 3, "--seed", 0, "--out", "data", "--no-progress", cwd=d)
     assert r.returncode == 0, r.stderr
     r = hr_ml("train", "attrition", "--data", "data", "-p", "n_boot=20", "--out", "runs", "--no-progress", cwd=d)
     assert r.returncode == 0, r.stderr
