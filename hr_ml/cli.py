@@ -305,7 +305,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
          ):
     "Score and explain a whole population into one Parquet file: risk, bucket and top drivers per employee."
     import json, datetime as dt
-    from hr_ml.score import load_model, score_inputs, score_to_parquet
+    from hr_ml.score import load_model, score_inputs, score_to_parquet, check_domain, range_notes
     from hr_ml.treeshap import check_device
     from hr_ml.suppression import check_k, complement
     check_k(k_anon, "--k-anon")  # a whole number >= 2, or one line saying so
@@ -319,6 +319,8 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
     t0 = time.perf_counter()
     m = load_model(model, tracking_uri)
     X, ids, day = score_inputs(data, m, mapping, as_of)
+    check_domain(X, m, str(data), first_row=2 if data.suffix.lower() == ".csv" and day is None else 1)  # refused: no negative counts, no 1e308
+    notes = range_notes(X, m)                                                                          # flagged: beyond the training range
     info = m.registry_
     meta = {"hr_ml.model": json.dumps(info, sort_keys=True), "hr_ml.as_of": str(day) if day else "",
             "hr_ml.scored_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "hr_ml.data": str(data)}
@@ -332,6 +334,7 @@ def score(data:Path=typer.Option(..., "--data", help="features file (Parquet/CSV
     out_console.print(f"scored {n:,} employees{f' as of {day}' if day else ''} with {which}, sha256 {info['sha256'][:12]}, "
                       f"in {time.perf_counter()-t0:.1f}s: " + ", ".join(f"{b} {f'<{k_anon}' if hide[b] else format(counts.get(b, 0), ',')}" for b in bs)
                       + f"; wrote {out}", markup=False)
+    for n_ in notes: out_console.print(f"note: {n_}", markup=False)
 
 # %% ../nbs/40_cli.ipynb #c6f2a4a3
 @app.command()
@@ -392,13 +395,22 @@ def erase(tenant:str=typer.Option(..., "--tenant", help="tenant id"),
           employee:str=typer.Option(..., "--employee", help="employee id"),
           state:Path=typer.Option(Path("serving"), "--state", help="the service's state folder (audit log)"),
           scores:Optional[List[Path]]=typer.Option(None, "--scores", help="stored score file(s) from hr-ml score to erase the employee from (repeatable)"),
+          runs:Optional[Path]=typer.Option(None, "--runs", help="runs folder whose runs' drivers.parquet hold the employee; default: runs, if it exists"),
+          tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow store whose artifact copies of the runs are rewritten too; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
          ):
-    "Erase one employee from the audit log and from stored score files (right to erasure)."
+    "Erase one employee from the audit log, stored score files, run folders and their MLflow artifact copies (right to erasure)."
     from hr_ml.serve import erase as _erase
+    from hr_ml.registry import resolve_uri
     for f in scores or []:
         if not f.exists(): fail(f"{f}: score file not found. Check --scores.")
-    r = _erase(tenant, employee, state, scores=list(scores or []))
+    if runs is not None and not runs.is_dir(): fail(f"{runs}: runs folder not found. Check --runs.")
+    runs = runs if runs is not None else Path("runs") if Path("runs").is_dir() else None
+    uri = tracking_uri or (resolve_uri(None, root=_store_next_to(runs)) if runs is not None else None)
+    files = {}
+    r = _erase(tenant, employee, state, scores=list(scores or []), runs=runs, tracking_uri=uri, files=files)
     out_console.print(f"erased employee {employee} of tenant {tenant}: " + ", ".join(f"{k} {v}" for k, v in r.items()), markup=False)
+    for f, n in files.items(): out_console.print(f"  {f}: {n} removed", markup=False)
+    if not files: out_console.print("  no file held the employee", markup=False)
 
 # %% ../nbs/40_cli.ipynb #f85c81c1
 @app.command()

@@ -255,6 +255,7 @@ def _parse(df:pl.DataFrame, table:str, file:str, m:dict, parquet:bool) -> pl.Dat
                        f"Fix the value.{hint}", s, parquet)
             if t == pl.Int32:
                 _first_bad(df, p.is_not_null() & (p != p.round()), c, table, file, "a whole number", "Fix the value.", s, parquet)
+                _first_bad(df, p.is_not_null() & (p.abs() > 2**31 - 1), c, table, file, "a whole number of plausible size", "Fix the value.", s, parquet)  # never nulled by the cast below
             s = p.cast(t, strict=False)
         elif t == pl.Boolean:
             lo = s.str.to_lowercase()

@@ -643,6 +643,7 @@ def load_pay(data=None,                # HRIS folder, a one-row export (with a p
             )->PayData:
     "The pay table from the synthetic HRIS, an HRIS export or a one-row-per-employee export."
     from hr_ml.io import load_mapping, check_mapping, read_hris, _read_raw
+    from hr_ml.schema import validate
     m = load_mapping(mapping) if isinstance(mapping, (str, Path)) else check_mapping(mapping)
     categories = [categories] if isinstance(categories, str) else list(categories)
     if data is None:
@@ -661,6 +662,7 @@ def load_pay(data=None,                # HRIS folder, a one-row export (with a p
         return PayData(pay, p.name, used["categories"], list(factors or used["factors"]), str(day) if day else None, notes=notes)
     if m.get("pay_equity"): raise HRDataError(f"{p}: a pay_equity mapping describes a one-row-per-employee file; point --data at the file.")
     tables = read_hris(p, m)
+    validate(tables)  # the same checks as hr-ml validate: duplicates, termination before hire, pay out of bounds
     truth = json.loads((p / "truth.json").read_text()) if p.is_dir() and (p / "truth.json").exists() else None
     pay = pay_table(tables, as_of, categories, tenant, rates)
     last = max(d for d in [tables["employees"]["hire_date"].max(), tables["employees"]["termination_date"].max(),

@@ -365,6 +365,7 @@ def promote(run:str|Path,              # a run folder, its name, or an MLflow ru
             reason:str|None=None,       # why they are accepted: required with `accept`
            )->dict:
     "Register the run's model and move `alias` to it if every blocking gate passed or was accepted by a sign-off; otherwise raise a one-line `HRDataError`."
+    from hr_ml.attrition import model_sha256
     uri = resolve_uri(tracking_uri)
     if Path(run).is_dir():  # refuse before touching MLflow
         m0 = _read_run(run)[1]
@@ -378,6 +379,7 @@ def promote(run:str|Path,              # a run folder, its name, or an MLflow ru
         mf = tags.get("hr_ml.model_file")
         if not mf: raise HRDataError(f"run {label} has no model file; only training runs can be promoted")
         local = _download(client, rid, ["metrics.json", "manifest.json", mf] + (["model.json"] if mf != "model.json" else []), Path(d))
+        whole = model_sha256(local)  # one SHA over every model file (model.json and model.ubj)
         met = json.loads((local/"metrics.json").read_text())
         signoffs = check_signoff(met.get("gates") or [], accept, by, reason, met.get("policy"), f"run {label}")
         gates = check_gates(met, f"run {label}", accept)
@@ -386,7 +388,7 @@ def promote(run:str|Path,              # a run folder, its name, or an MLflow ru
     for f, h in shas.items():
         rec = man.get("files", {}).get(f)
         if rec is not None and rec != h: raise HRDataError(f"run {label}: artifact run/{f} does not match the SHA-256 in its manifest.json; the stored model was changed, log the run folder again")
-    if shas[mf] != tags.get("hr_ml.model_sha256", shas[mf]): raise HRDataError(f"run {label}: artifact run/{mf} does not match the SHA-256 recorded when it was logged; the stored model was changed")
+    if tags.get("hr_ml.model_sha256", whole) not in (whole, shas[mf]): raise HRDataError(f"run {label}: artifact run/{mf} does not match the SHA-256 recorded when it was logged; the stored model was changed")
     from mlflow.exceptions import MlflowException
     try: client.get_registered_model(name)
     except MlflowException:
@@ -395,7 +397,8 @@ def promote(run:str|Path,              # a run folder, its name, or an MLflow ru
     try: prev = client.get_model_version_by_alias(name, alias).version
     except MlflowException: prev = None
     same = [v for v in client.search_model_versions(f"name='{name}' and run_id='{rid}'")]
-    vtags = {"hr_ml.run_id": label, "hr_ml.model_sha256": shas[mf], "hr_ml.model_file": mf, "hr_ml.model_json_sha256": shas["model.json"],
+    vtags = {"hr_ml.run_id": label, "hr_ml.model_sha256": whole, "hr_ml.model_file": mf, "hr_ml.model_json_sha256": shas["model.json"],
+             "hr_ml.model_file_sha256": shas[mf],
              **gates2tags(gates), "hr_ml.gates_passed": "accepted" if any(_blocks(g) for g in gates) else "true",
              "hr_ml.chosen_model": tags.get("hr_ml.chosen_model", ""), "hr_ml.lock_sha256": tags.get("hr_ml.lock_sha256", ""),
              "hr_ml.git_commit": tags.get("hr_ml.git_commit", "")}
@@ -414,7 +417,7 @@ def promote(run:str|Path,              # a run folder, its name, or an MLflow ru
         from hr_ml.cards import record_signoff
         record_signoff(run, [{**s_, "model": name, "version": int(mv.version)} for s_ in signoffs])
     return {"name": name, "version": int(mv.version), "alias": alias, "previous": None if prev is None else int(prev),
-            "run": label, "mlflow_run_id": rid, "sha256": shas[mf], "gates": gates, "signoffs": signoffs}
+            "run": label, "mlflow_run_id": rid, "sha256": whole, "gates": gates, "signoffs": signoffs}
 
 # %% ../nbs/21_registry.ipynb #deef9406
 def _version_gates(client, v)->list:
@@ -455,7 +458,7 @@ def load_champion(name:str="attrition",       # registered model name
                  ):
     "The `AttritionModel` under `alias`, after checking its files against the SHA-256 recorded at registration."
     from mlflow.exceptions import MlflowException
-    from hr_ml.attrition import AttritionModel
+    from hr_ml.attrition import AttritionModel, model_sha256
     uri = resolve_uri(tracking_uri)
     client = _client(uri)
     try: mv = client.get_model_version_by_alias(name, alias)
@@ -466,9 +469,15 @@ def load_champion(name:str="attrition",       # registered model name
     with tempfile.TemporaryDirectory() as d:
         try: local = _download(client, mv.run_id, sorted({mf, "model.json"}), Path(d))
         except MlflowException as e: raise HRDataError(f"model '{name}' version {mv.version}: artifacts of run {mv.run_id} cannot be read ({' '.join(str(e).split())[:120]}); check the artifact store") from None
-        for f, key in ((mf, "hr_ml.model_sha256"), ("model.json", "hr_ml.model_json_sha256")):
-            if t.get(key) and sha256_file(local/f) != t[key]:
-                raise HRDataError(f"model '{name}' version {mv.version} ({alias}): {f} does not match the SHA-256 recorded at registration; the stored model was tampered with or corrupted, refusing to load it (promote a verified run again)")
+        legacy = t.get("hr_ml.model_sha256") == sha256_file(local/mf) and "hr_ml.model_file_sha256" not in t  # registered before one SHA covered both files
+        for f, key in ((mf, "hr_ml.model_file_sha256"), ("model.json", "hr_ml.model_json_sha256"), (None, "hr_ml.model_sha256")):
+            if (t.get(key) and not (f is None and legacy)
+                    and (model_sha256(local) if f is None else sha256_file(local/f)) != t[key]):
+                raise HRDataError(f"model '{name}' version {mv.version} ({alias}): {f or 'its model files'} do{'es' if f else ''} not match the SHA-256 recorded at registration; the stored model was tampered with or corrupted, refusing to load it (promote a verified run again)")
         m = AttritionModel.load(local)
+        try:  # the training range (hr_ml.score.training_range): values beyond it are flagged when scored
+            from hr_ml.score import training_range
+            m.training_range_ = training_range(json.loads((_download(client, mv.run_id, ["reference_profile.json"], Path(d))/"reference_profile.json").read_text()))
+        except Exception: m.training_range_ = {}  # a run without a reference profile
     m.registry_ = {"name": name, "version": int(mv.version), "alias": alias, "run": t.get("hr_ml.run_id"), "sha256": t["hr_ml.model_sha256"]}
     return m

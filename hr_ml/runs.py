@@ -6,7 +6,7 @@ Docs: https://hr-ml.github.io/hr_ml/runs.html.md"""
 
 # %% auto #0
 __all__ = ['sha256_file', 'fingerprint', 'repo_root', 'git_commit', 'lock_hash', 'versions', 'job_path', 'job_params',
-           'parse_overrides', 'new_run_id', 'to_html', 'job_steps', 'run_job']
+           'parse_overrides', 'new_run_id', 'to_html', 'job_steps', 'clean_leftovers', 'run_job']
 
 # %% ../nbs/20_runs.ipynb #86b1fd81
 import os, re, sys, ast, json, shutil, hashlib, platform, subprocess, time, datetime as dt
@@ -93,15 +93,37 @@ def _literal(src:str):
 def parse_overrides(items:list[str]|None, # 'name=value' strings; values are read as YAML
                     known:dict,           # the job's parameters with defaults
                    )->dict:
-    "Turn `-p name=value` strings into typed parameter overrides, refusing unknown names."
+    "Turn `-p name=value` strings into overrides typed like each parameter's default, refusing unknown names and wrong types."
     res = {}
     for it in items or []:
         if '=' not in it: raise HRDataError(f"-p {it}: expected name=value, e.g. -p horizon_months=6.")
         k, v = it.split('=', 1); k = k.strip()
         if k not in known: raise HRDataError(f"-p {k}: unknown parameter; known: {', '.join(sorted(known))}.")
-        try: res[k] = _plain(yaml.safe_load(v))
-        except yaml.YAMLError: res[k] = v
+        try: val = _plain(yaml.safe_load(v))
+        except yaml.YAMLError: val = v
+        res[k] = _typed(k, v, val, known[k])
     return res
+
+def _typed(k:str, raw:str, v, default):
+    "`v` checked against the type of the parameter's `default` (None: any type); one line naming the expected type."
+    import math
+    def bad(what, eg): raise HRDataError(f"-p {k}={raw}: expected {what} (default {default!r}); e.g. -p {k}={eg}.")
+    if default is None or v is None: return v
+    if isinstance(default, bool):
+        if not isinstance(v, bool): bad("true or false", "true")
+    elif isinstance(default, int):
+        if isinstance(v, float) and math.isfinite(v) and v.is_integer(): v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int): bad("an integer", default)
+    elif isinstance(default, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): bad("a finite number", default)
+        v = float(v)
+    elif isinstance(default, str):
+        if not isinstance(v, str): v = raw.strip()  # a string parameter takes the text as given (e.g. a run id of digits)
+    elif isinstance(default, (list, tuple)):
+        if not isinstance(v, list): bad("a list", f"'[{', '.join(map(str, default)) or 'a, b'}]'")
+    elif isinstance(default, dict):
+        if not isinstance(v, dict): bad("a mapping", "'{name: value}'")
+    return v
 
 def _plain(v):
     "Dates as ISO strings (papermill writes parameters as JSON)."
@@ -187,6 +209,31 @@ def _echo_step(i:int, n:int, name:str):
     print(f"  [{i}/{n}] {name} ...", file=sys.stderr, flush=True)
 
 # %% ../nbs/20_runs.ipynb #12280092
+def _alive(pid:int)->bool:
+    "Whether process `pid` exists on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OSError): return True
+    return True
+
+def clean_leftovers(folder:Path|str,     # a runs kind folder, e.g. runs/attrition
+                    max_age_h:float=1.0, # a leftover without a readable PID counts as abandoned after this many hours
+                    note=None,           # callable(str) told what was removed; default: a line on stderr
+                   )->int:
+    "Remove hidden `.tmp-*` folders of killed runs (their PID is gone, or they are old and name none); returns how many."
+    folder, n = Path(folder), 0
+    if not folder.is_dir(): return 0
+    for d in folder.glob('.tmp-*'):
+        if not d.is_dir(): continue
+        try: pid = int((d/'.pid').read_text().strip())
+        except (OSError, ValueError): pid = None
+        try: age_h = (time.time() - d.stat().st_mtime) / 3600
+        except OSError: continue
+        if (pid is not None and pid != os.getpid() and not _alive(pid)) or (pid is None and age_h > max_age_h):
+            shutil.rmtree(d, ignore_errors=True); n += not d.exists()
+    if n: (note or (lambda s: print(s, file=sys.stderr, flush=True)))(f"note: removed {n} unfinished run folder{'s' if n > 1 else ''} of killed runs in {folder}")
+    return n
+
 def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attrition'
             params:dict,       # parameter overrides (the rest keep the notebook's defaults)
             out:Path|str,      # runs root; the run lands in out/<kind>/<run_id>
@@ -208,7 +255,10 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
     run_id = run_id or new_run_id(name)
     final = Path(out)/kind/run_id
     tmp = Path(out)/kind/f'.tmp-{run_id}'
+    made = [d for d in (Path(out), Path(out)/kind) if not d.exists()]  # removed again if the run fails
+    clean_leftovers(Path(out)/kind)
     tmp.mkdir(parents=True)
+    (tmp/'.pid').write_text(str(os.getpid()))  # a later start removes this folder if the process is gone
     try:
         p = {**params, 'run_dir': str(tmp.resolve())}
         resolved = {k: params.get(k, v) for k,v in defaults.items() if k != 'run_dir'}
@@ -232,15 +282,21 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
                     'git_commit': git_commit(), 'lock_sha256': lock_hash(), 'versions': versions(),
                     'data_fingerprint': fingerprint(data), 'seed': resolved.get('seed'),
                     'timings': {'job_seconds': round(secs, 2)},
-                    'files': {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file() and f.name != 'executed.ipynb'}}
-        for m in ('model.ubj', 'model.json'):
-            if m in manifest['files']: manifest['model_sha256'] = manifest['files'][m]; break
+                    'files': {f.name: sha256_file(f) for f in sorted(tmp.iterdir())
+                              if f.is_file() and f.name not in ('executed.ipynb', 'manifest.json') and not f.name.startswith('.')}}
+        if any((tmp/m).exists() for m in ('model.ubj', 'model.json')):
+            from hr_ml.attrition import model_sha256
+            manifest['model_sha256'] = model_sha256(tmp)  # one SHA-256 over every file that changes a prediction
         extra = tmp/'manifest.extra.json'
         if extra.exists(): manifest.update(json.loads(extra.read_text())); extra.unlink(); manifest['files'].pop('manifest.extra.json', None)
         (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
         if post is not None: post(tmp)
+        (tmp/'.pid').unlink()
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in reversed(made):  # a failed run leaves no folders it created
+            try: d.rmdir()
+            except OSError: pass
         raise
     return final

@@ -12,7 +12,8 @@ import polars as pl
 
 # %% auto #0
 __all__ = ['SCHEMAS', 'TABLES', 'KEYS', 'REQUIRED', 'NULLABLE', 'CATEGORIES', 'LABELS', 'CODES', 'PROTECTED',
-           'IDENTIFIER_PATTERNS', 'HRDataError', 'is_identifier', 'check_columns', 'conform', 'validate', 'summarize']
+           'IDENTIFIER_PATTERNS', 'PAY_CAP', 'HIGH_DENOMINATION', 'HRDataError', 'is_identifier', 'check_columns',
+           'conform', 'validate', 'summarize']
 
 # %% ../nbs/00_schema.ipynb #48385396
 _SINGULAR = {'have':'has', 'are':'is', 'do':'does', 'lie':'lies', 'name':'names', 'end':'ends', 'start':'starts'}
@@ -157,6 +158,14 @@ def _cast_safe(s:pl.Series, dtype, table, file=None) -> pl.Series:
             ok = s.cast(dtype, strict=True)
         elif dtype == pl.Boolean and src.is_integer() and s.drop_nulls().is_in([0, 1]).all(): ok = s.cast(pl.Boolean)
     except Exception: ok = None
+    if ok is None and src.is_numeric() and dtype.is_numeric():  # name the first value that does not fit, never null it
+        v = s.cast(pl.Float64)
+        lo, hi = (-2.0**31, 2.0**31 - 1) if dtype == pl.Int32 else (-2.0**63, 2.0**63 - 1)
+        bad = v.is_not_null() & (v.is_nan() | (v != v.round()) | (v < lo) | (v > hi)) if dtype.is_integer() else v.is_null() & s.is_not_null()
+        i = bad.arg_true()
+        if i.len():
+            raise HRDataError(f"{_where(table, s.name, file)}: expected {dtype}, got {src}; row {i[0] + 1}: {s[i[0]]} is not a whole number of plausible size "
+                              f"({bad.sum()} such row{'s' if bad.sum() > 1 else ''}); fix the value.", table=table, column=s.name, file=file)
     if ok is None:
         hint = " (read text exports with hr_ml.io.read_hris, which parses them)" if src == pl.String else ""
         raise HRDataError(f"{_where(table, s.name, file)}: expected {dtype}, got {src}{hint}. "
@@ -224,11 +233,18 @@ def _date_checks(t, today, start, end=None, hire_ok=True):
             *[(c, pl.col(c) > today, f"have {c} in the future (after {today})",
                "Remove future rows; only facts up to the export date belong in the data.") for c in dict.fromkeys([start, end])]]
 
+PAY_CAP = 10_000_000  # a year's pay at or above this is refused as implausible (a typo, a 1e300): 10 million a year
+HIGH_DENOMINATION = {"JPY", "KRW", "IDR", "VND", "HUF", "CLP", "COP", "IRR", "UZS", "PYG", "LAK", "MMK", "KHR", "UGX", "TZS", "MNT",
+                     "IQD", "LBP", "SLL", "GNF", "MGA", "RWF", "BIF", "KZT", "NGN", "PKR", "LKR", "AMD", "ISK", "CRC", "XOF", "XAF"}  # 10,000 times the cap
+
 def _value_checks(t:str, df:pl.DataFrame, today:date) -> list:
     "The row checks for table `t`."
     c, cols, out = pl.col, set(df.columns), []
     def rng(col, lo, hi, what):
         if col in cols: out.append((col, (c(col) < lo) | (c(col) > hi), f"have {col} outside {what}", "Fix the values or drop the rows."))
+    out += [(col, c(col).is_nan() | c(col).is_infinite(), f"have a {col} that is not a finite number (NaN or ±inf)",
+             "Use a number, or leave the cell empty where the column allows it.")
+            for col, ty in SCHEMAS.get(t, {}).items() if ty == pl.Float64 and col in cols]  # Parquet carries NaN and ±inf; CSV readers refuse them
     if t == 'employees':
         out += [('termination_date', c('termination_date') < c('hire_date'), "have termination_date before hire_date", _FIX_DATES),
                 ('termination_type', c('termination_date').is_not_null() & c('termination_type').is_null(),
@@ -242,9 +258,18 @@ def _value_checks(t:str, df:pl.DataFrame, today:date) -> list:
                     "Contracted weekly hours must be above 0 and at most 80; fix the values."))
         rng('job_level', 1, 12, '1..12')
         rng('birth_year', 1900, today.year - 14, f'1900..{today.year - 14}')
+        if 'birth_year' in cols:
+            out.append(('hire_date', c('hire_date').dt.year() < c('birth_year') + 14, "have a hire_date before the employee turned 14 (birth_year + 14)",
+                        "Fix hire_date or birth_year; the two may be swapped or mistyped."))
     elif t == 'compensation':
         out += _date_checks(t, today, 'effective_date')
         out += [(col, c(col) < 0, f"have a negative {col}", "Pay must be >= 0; fix the values.") for col in ('base_salary', 'variable_pay')]
+        cap = pl.when(c('currency').is_in(list(HIGH_DENOMINATION))).then(PAY_CAP * 10_000).otherwise(PAY_CAP) if 'currency' in cols else PAY_CAP
+        out += [('base_salary', c('base_salary') == 0, "have a base_salary of 0",
+                 "A paid employee's annual base salary is above 0; fix the value, or leave unpaid periods out of compensation."),
+                *[(col, c(col) >= cap, f"have a {col} of {PAY_CAP:,.0f} or more a year (in JPY, KRW and other small units: {PAY_CAP*10_000:,.0g})",
+                   "Pay is the annual amount in the row's currency; fix the value (a typo, a missing decimal point, or the wrong unit).")
+                  for col in ('base_salary', 'variable_pay')]]
     elif t == 'absences':
         out += [('end_date', c('end_date') < c('start_date'), "have end_date before start_date", _FIX_DATES)]
         out += _date_checks(t, today, 'start_date', 'end_date')
@@ -263,7 +288,8 @@ def _value_checks(t:str, df:pl.DataFrame, today:date) -> list:
                 ('period_start', ps.dt.offset_by('3mo') <= c('_hire'), "have a quarter that ends before the employee's hire_date", _FIX_DATES),
                 ('period_start', ps > c('_term'), "have a quarter that starts after the employee's termination_date", _FIX_DATES),
                 ('period_start', ps > today, f"have period_start in the future (after {today})", "Remove future rows."),
-                ('hours_worked', c('hours_worked') < 0, "have negative hours_worked", "Hours must be >= 0; fix the values.")]
+                ('hours_worked', c('hours_worked') < 0, "have negative hours_worked", "Hours must be >= 0; fix the values."),
+                ('hours_worked', c('hours_worked') > 92 * 24, "have hours_worked above the 2,208 hours of a quarter", "Hours are per quarter; fix the values.")]
     for tc, allowed in CATEGORIES.items():
         tt, col = tc.split('.')
         if tt == t and col in cols:

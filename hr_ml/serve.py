@@ -23,7 +23,7 @@ from .explain import drivers, driver_text, what_if
 from .features import FEATURES, CATEGORICAL, ACTIONABLE
 from .tabular import actionable_features
 from .treeshap import tree_shap
-from .score import load_model
+from .score import load_model, domain, range_note
 
 # %% ../nbs/31_serve.ipynb #002fc83a
 def load_served_model(ref:str="champion",          # a registry alias ('champion', ...) or a run folder (runs/attrition/RUN_ID)
@@ -202,18 +202,93 @@ class AuditLog:
         return len(records)
 
 # %% ../nbs/31_serve.ipynb #3e4d5f13
+def _rewrite_parquet(f:Path, hit)->int:
+    "Remove the rows matching `hit` from Parquet file `f` (streamed, metadata kept, renamed into place); returns how many."
+    import pyarrow.parquet as pq
+    n = pl.scan_parquet(f).filter(hit).select(pl.len()).collect().item()
+    if not n: return 0
+    tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
+    src, w = pq.ParquetFile(f), None
+    try:
+        w = pq.ParquetWriter(tmp, src.schema_arrow, compression="zstd")
+        for b in src.iter_batches(batch_size=100_000):
+            w.write_table(pl.from_arrow(b).filter(~hit).to_arrow().cast(src.schema_arrow))
+        w.close(); w = None
+        os.replace(tmp, f)
+    finally:
+        if w is not None: w.close()
+        if tmp.exists(): tmp.unlink()
+    return n
+
+def _rehash(f:Path):
+    "Update the SHA-256 of `f` in the manifest.json beside it (when it records one), so the run folder stays verifiable."
+    from hr_ml.runs import sha256_file
+    man = f.parent/"manifest.json"
+    if not man.exists(): return
+    try: m = json.loads(man.read_text())
+    except ValueError: return
+    if f.name not in m.get("files", {}): return
+    m["files"][f.name] = sha256_file(f)
+    m.setdefault("erasures", 0); m["erasures"] += 1  # how many rows-removals the folder went through, never whose
+    _write_atomic(man, json.dumps(m, indent=2, sort_keys=True).encode(), 0o644)
+
+def _id_hit(f:Path, tenant_id:str, employee_id:str):
+    "The polars filter for one employee in a Parquet file with an employee_id column (and tenant_id, when it has one), or None."
+    try: names = pl.scan_parquet(f).collect_schema().names()
+    except Exception: return None  # not a Parquet file hr_ml wrote
+    if "employee_id" not in names: return None
+    hit = pl.col("employee_id").cast(pl.String) == str(employee_id)
+    return hit & (pl.col("tenant_id").cast(pl.String) == str(tenant_id)) if "tenant_id" in names else hit
+
+def _artifact_dirs(tracking_uri:str)->list[Path]:
+    "Local folders holding an MLflow store's artifacts: the embedded store's folder and every experiment's file: artifact location."
+    import sqlite3, urllib.parse
+    if not tracking_uri.startswith("sqlite:///"):
+        p = Path(tracking_uri.removeprefix("file://"))
+        if "://" in tracking_uri and not tracking_uri.startswith("file://"):
+            raise HRDataError(f"--tracking-uri {tracking_uri}: erasure rewrites artifact files on this machine; pass the embedded store (sqlite:///.../mlflow.db) or erase on the MLflow server's artifact store")
+        return [p] if p.is_dir() else []
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not db.exists(): return []
+    dirs = [db.parent]
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+            locs = [r[0] for r in c.execute("select artifact_location from experiments")]
+    except sqlite3.Error: locs = []
+    for l in locs:
+        if l and l.startswith("file:"): dirs.append(Path(urllib.parse.unquote(urllib.parse.urlparse(l).path)))
+    dirs = [d for d in dict.fromkeys(d.resolve() for d in dirs) if d.is_dir()]
+    return [d for d in dirs if not any(o != d and d.is_relative_to(o) for o in dirs)]  # a folder inside another is searched once
+
+def _erase_tree(root:Path, tenant_id:str, employee_id:str, files:dict)->tuple[int, int]:
+    "Remove one employee from every Parquet file under `root` with an employee_id column; (rows, files) removed."
+    rows = nf = 0
+    for f in sorted(root.rglob("*.parquet")):
+        if any(p.startswith(".") for p in f.relative_to(root).parts) or not f.is_file(): continue
+        hit = _id_hit(f, tenant_id, employee_id)
+        if hit is None: continue
+        n = _rewrite_parquet(f, hit)
+        if n: _rehash(f); rows += n; nf += 1; files[str(f)] = n
+    return rows, nf
+
 def erase(tenant_id:str,                 # the employee's tenant
           employee_id:str,               # the employee id as the tenant knows it
           state:Path,                    # service state folder (audit log and salt)
           scores:list[Path]|None=None,   # stored-score Parquet files (output of hr_ml.score.score_to_parquet)
+          runs:Path|None=None,           # a runs folder: every run's per-employee Parquet files (drivers.parquet), manifests re-hashed
+          tracking_uri:str|None=None,    # an MLflow store whose artifact copies of run folders are rewritten the same way
+          files:dict|None=None,          # filled with {file: rows removed} for every file changed
          )->dict:
-    "Remove one employee's lines from the audit log and their rows from stored scores; returns the counts."
+    "Remove one employee's lines from the audit log and their rows from stored scores, run folders and MLflow artifacts; returns the counts."
     state, res = Path(state), {"audit_lines": 0, "audit_files": 0, "score_rows": 0, "score_files": 0}
-    files = [Path(f) for f in (scores or [])]
-    for f in files:
+    files = {} if files is None else files
+    paths = [Path(f) for f in (scores or [])]
+    for f in paths:
         if not f.exists(): raise HRDataError(f"{f}: stored-score file not found; pass Parquet files written by hr-ml score")
         names = pl.scan_parquet(f).collect_schema().names()
         if not {"tenant_id", "employee_id"} <= set(names): raise HRDataError(f"{f}: no tenant_id and employee_id columns; pass Parquet files written by hr-ml score (with ids)")
+    if runs is not None and not Path(runs).is_dir(): raise HRDataError(f"{runs}: runs folder not found; pass the --out folder of hr-ml train (e.g. runs)")
+    arts = _artifact_dirs(str(tracking_uri)) if tracking_uri else []
     salt = _salt(state, create=False)
     if salt is not None:
         who = pseudonym(salt, tenant_id, employee_id)
@@ -225,18 +300,17 @@ def erase(tenant_id:str,                 # the employee's tenant
                                                  and json.loads(l).get("tenant") == tenant_id)]
                 if len(keep) < len(lines):
                     _write_atomic(f, b"".join(keep))
-                    res["audit_lines"] += len(lines) - len(keep); res["audit_files"] += 1
-    hit = (pl.col("tenant_id") == tenant_id) & (pl.col("employee_id") == employee_id)
-    for f in files:
-        n = pl.scan_parquet(f).filter(hit).select(pl.len()).collect().item()
-        if not n: continue
-        tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
-        try:
-            pl.scan_parquet(f).filter(~hit).sink_parquet(tmp, compression="zstd")
-            os.replace(tmp, f)
-        finally:
-            if tmp.exists(): tmp.unlink()
-        res["score_rows"] += n; res["score_files"] += 1
+                    res["audit_lines"] += len(lines) - len(keep); res["audit_files"] += 1; files[str(f)] = len(lines) - len(keep)
+    hit = (pl.col("tenant_id").cast(pl.String) == str(tenant_id)) & (pl.col("employee_id").cast(pl.String) == str(employee_id))
+    for f in paths:
+        n = _rewrite_parquet(f, hit)
+        if n: res["score_rows"] += n; res["score_files"] += 1; files[str(f)] = n
+    if runs is not None: res["run_rows"], res["run_files"] = _erase_tree(Path(runs), tenant_id, employee_id, files)
+    if tracking_uri:
+        res["mlflow_rows"] = res["mlflow_files"] = 0
+        for d in arts:
+            r, n = _erase_tree(d, tenant_id, employee_id, files)
+            res["mlflow_rows"] += r; res["mlflow_files"] += n
     return res
 
 # %% ../nbs/31_serve.ipynb #a2a086c4
@@ -262,10 +336,11 @@ def _value_type(model:AttritionModel, f:str, nullable:bool|None=None):
     if kind == "binary": return Optional[Union[StrictBool, Annotated[int, Field(strict=True, ge=0, le=1)], Annotated[StrictStr, Field(max_length=20)]]]
     if kind == "date": return Optional[Annotated[StrictStr, Field(max_length=40)]]
     d = _dtype(model, f)
+    lo, hi = domain(f)  # the values the feature can take at all: no negative counts or ratios, no 1e308
     if d == pl.String: t = Annotated[StrictStr, Field(max_length=200)]
     elif d == pl.Int8: t = Annotated[int, Field(strict=True, ge=0, le=1), BeforeValidator(_integral)]  # (a Field after the validator would lose its bounds in the JSON schema)
-    elif d == pl.Int32: t = Annotated[int, Field(strict=True, ge=-2**31, le=2**31 - 1), BeforeValidator(_integral)]
-    else: t = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-_BOUND, le=_BOUND)]
+    elif d == pl.Int32: t = Annotated[int, Field(strict=True, ge=max(int(lo), -2**31), le=min(int(hi), 2**31 - 1)), BeforeValidator(_integral)]
+    else: t = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=lo, le=hi)]
     if nullable is None: nullable = f in NULLABLE or f not in FEATURE_DTYPES
     return Optional[t] if nullable else t
 
@@ -356,8 +431,12 @@ def _columns(model:AttritionModel, rows:list)->dict:
     return cols
 
 def _unseen(model:AttritionModel, cols:dict)->list[list[str]]:
-    "Per row: warnings for categories the model never saw in training."
+    "Per row: warnings for categories the model never saw in training, and for values beyond the training range."
     out = [[] for _ in range(len(next(iter(cols.values()), [])))]
+    rng = getattr(model, "training_range_", None) or {}
+    for f in rng.keys() & cols.keys():
+        for i, v in enumerate(cols[f]):
+            if (w := range_note(f, v, rng)): out[i].append(w)
     for f, cats in model.categories_.items():
         known = set(cats)
         for i, v in enumerate(cols[f]):
@@ -637,7 +716,8 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
                  "risk": r["old_risk"], "bucket": r["old_bucket"], "key_id": key_id,
                  "what_if": {"feature": r["feature"], "new_risk": r["new_risk"], "new_bucket": r["new_bucket"]}}])
         metrics.scored.labels("what-if").inc()
-        return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0]})
+        new = range_note(body.change.feature, body.change.value, getattr(model, "training_range_", None) or {})  # the new value, too
+        return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0] + ([f"new value: {new}"] if new else [])})
 
     def openapi():
         "FastAPI's spec plus the schema of the scoring request, which that route validates itself."

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from hr_ml.attrition import AttritionModel
 from hr_ml.runs import sha256_file
+from hr_ml.attrition import model_sha256
+from hr_ml.score import domain
 from hr_ml.schema import HRDataError
 
 TINY = ["--employees", "1500", "--tenants", "8", "-p", "n_splits=3", "-p", "model_kind=xgboost",
@@ -44,7 +46,7 @@ def sample_X(model: AttritionModel, n=300, seed=0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     cols = {}
     for f, t in zip(model.feature_names_, model.feature_types_):
-        cols[f] = rng.choice(model.categories_[f], n) if t == "c" else rng.gamma(2.0, 1.0, n)
+        cols[f] = rng.choice(model.categories_[f], n) if t == "c" else np.clip(rng.gamma(2.0, 1.0, n), *domain(f))  # within what the feature can be
     return pl.DataFrame(cols)
 
 
@@ -93,7 +95,7 @@ def test_train_logs_the_run(trained):
     m, man = json.loads((run / "metrics.json").read_text()), json.loads((run / "manifest.json").read_text())
     t = r.data.tags
     assert t["hr_ml.run_id"] == run.name and t["hr_ml.logged"] == "complete"
-    assert t["hr_ml.model_sha256"] == man["model_sha256"] == sha256_file(run / "model.ubj")
+    assert t["hr_ml.model_sha256"] == man["model_sha256"] == model_sha256(run)  # one SHA over model.json and model.ubj
     assert t["hr_ml.lock_sha256"] == man["lock_sha256"] and t["hr_ml.git_commit"] == man["git_commit"]
     assert t["hr_ml.chosen_model"] == "xgboost" and t["hr_ml.model_uri"].startswith("models:/")
     assert r.data.params["n_splits"] == "3" and r.data.params["model_params.n_estimators"] == "60"
@@ -119,7 +121,7 @@ def test_good_run_promoted_and_loads_identically(trained, champion):
     good, p = champion
     assert p["alias"] == "champion" and p["previous"] is None
     m = load_champion(tracking_uri=trained["uri"])
-    assert m.registry_["version"] == p["version"] and m.registry_["sha256"] == sha256_file(good / "model.ubj")
+    assert m.registry_["version"] == p["version"] and m.registry_["sha256"] == model_sha256(good)
     X = sample_X(m)
     np.testing.assert_array_equal(m.predict_proba(X), AttritionModel.load(good).predict_proba(X))
     # the MLflow xgboost flavor holds the same booster

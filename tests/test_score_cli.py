@@ -55,7 +55,7 @@ def test_score_hris_export_chunked_equals_whole(setup):
     assert a.equals(ref)
     meta = pq.read_schema(d / "a.parquet").metadata
     info = json.loads(meta[b"hr_ml.model"])
-    assert info["run"] == "run" and info["sha256"] == json.loads((d / "run" / "model.json").read_text())["model_sha256"]
+    assert info["run"] == "run" and info["sha256"] == json.loads((d / "run" / "manifest.json").read_text())["model_sha256"]
     assert meta[b"hr_ml.as_of"] == b"2025-12-31" and meta[b"hr_ml.scored_at"]
     assert f"scored {cur.height:,} employees as of 2025-12-31 with run run" in r1.stdout, r1.stdout
     assert not any(c in a.columns for c in ("gender", "prot_gender", "first_name", "email"))

@@ -84,7 +84,7 @@ def test_keys_serve_score_revoke_erase(setup):
         except subprocess.TimeoutExpired: proc.kill()
     lines = [l for f in (state / "audit").glob("*.jsonl") for l in f.read_text().splitlines()]
     assert len(lines) == 1 and row["employee_id"] not in lines[0]
-    r = hr_ml("erase", "--tenant", A, "--employee", row["employee_id"], "--state", state)
+    r = hr_ml("erase", "--tenant", A, "--employee", row["employee_id"], "--state", state, cwd=state.parent)  # away from any runs/ of the checkout
     assert r.returncode == 0, r.stderr
     assert "audit_lines 1" in r.stdout, r.stdout
     assert not [l for f in (state / "audit").glob("*.jsonl") for l in f.read_text().splitlines()]
@@ -98,7 +98,7 @@ def test_keys_serve_score_revoke_erase(setup):
 ])
 def test_service_commands_bad_input_one_line(setup, args, expect):
     d, _ = setup
-    r = hr_ml(*[a.format(d=d) for a in args])
+    r = hr_ml(*[a.format(d=d) for a in args], cwd=d)
     msg = r.stderr.strip()
     assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg, (r.returncode, r.stdout, msg)
 
