@@ -9,6 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from conftest import start_server, stop_server
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
@@ -136,16 +138,7 @@ def test_journey(tmp_path, blocks, shape, kind):
                 key = u.run(line).stdout.strip().splitlines()[-1]
                 u.env["HR_ML_KEY"] = key
             elif " serve " in line:
-                server = subprocess.Popen(["bash", "-c", u.cmd(line) + " --port 0"], cwd=tmp_path, env=u.env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                seen, t0 = [], time.time()
-                while time.time() - t0 < 300 and url is None:
-                    out = server.stdout.readline()
-                    if not out and server.poll() is not None: break
-                    seen.append(out)
-                    m = re.search(r"(http://127\.0\.0\.1:\d+)", out)
-                    if m: url = m.group(1)
-                assert url, "hr-ml serve did not start:\n" + "".join(seen)
+                server, url = start_server(["bash", "-c", u.cmd(line) + " --port 0"], cwd=tmp_path, env=u.env)
                 write_requests(tmp_path, shape, run)
             elif line.startswith("curl "):
                 r = u.run(line.replace("http://127.0.0.1:8000", url) + " -w '\\n%{http_code}'")
@@ -170,10 +163,7 @@ def test_journey(tmp_path, blocks, shape, kind):
             else:
                 u.run(line)
     finally:
-        if server is not None:
-            server.terminate()
-            try: server.wait(20)
-            except subprocess.TimeoutExpired: server.kill()
+        if server is not None: stop_server(server)
     assert run and url and key
 
 

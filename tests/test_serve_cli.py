@@ -7,6 +7,7 @@ import httpx
 import polars as pl
 import pytest
 
+from conftest import hr_ml_serve, stop_server
 from hr_ml.attrition import AttritionModel
 from hr_ml.features import FEATURES, build_features
 from hr_ml.synth import generate
@@ -26,23 +27,6 @@ def setup(tmp_path_factory):
     return d, snap
 
 
-def _start(*args):
-    "`hr-ml serve ARGS --port 0` in its own process, and its URL once it listens."
-    proc = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", *map(str, args), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url, seen, t0 = None, [], time.time()
-    while time.time() - t0 < 180 and url is None:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None: break
-        seen.append(line)
-        m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-        if m: url = m.group(1)
-    if url is None:
-        proc.kill()
-        raise AssertionError("serve did not start:\n" + "".join(seen) + (proc.stdout.read() or ""))
-    return proc, url
-
-
 def test_keys_serve_score_revoke_erase(setup):
     d, snap = setup
     state = d / "state"
@@ -53,17 +37,8 @@ def test_keys_serve_score_revoke_erase(setup):
     assert secret not in (state / "keys.json").read_text()  # only its hash is stored
     r = hr_ml("keys", "list", "--state", state)
     assert r.returncode == 0 and key_id in r.stdout and A in r.stdout and secret not in r.stdout
-    proc = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", "--model", str(d / "run"), "--port", "0", "--state", str(state), "--max-batch", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, url = hr_ml_serve("--model", d / "run", "--state", state, "--max-batch", "5")
     try:
-        url, seen, t0 = None, [], time.time()
-        while time.time() - t0 < 180 and url is None:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None: break
-            seen.append(line)
-            m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-            if m: url = m.group(1)
-        assert url, "".join(seen)
         row = snap.row(0, named=True)
         body = {"employees": [{"employee_id": row["employee_id"], "features": {f: row[f] for f in FEATURES}}]}
         path = f"{url}/v1/tenants/{A}/attrition/scores"
@@ -79,9 +54,7 @@ def test_keys_serve_score_revoke_erase(setup):
         assert r.returncode == 0 and f"revoked key {key_id}" in r.stdout
         assert httpx.post(path, json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30).status_code == 401  # no restart needed
     finally:
-        proc.terminate()
-        try: proc.wait(20)
-        except subprocess.TimeoutExpired: proc.kill()
+        stop_server(proc)
     lines = [l for f in (state / "audit").glob("*.jsonl") for l in f.read_text().splitlines()]
     assert len(lines) == 1 and row["employee_id"] not in lines[0]
     r = hr_ml("erase", "--tenant", A, "--employee", row["employee_id"], "--state", state, cwd=state.parent)  # away from any runs/ of the checkout
@@ -111,7 +84,7 @@ def test_serve_logistic_model(setup):
     r = hr_ml("keys", "create", "--tenant", A, "--label", "hris", "--state", state)
     assert r.returncode == 0, r.stderr
     secret = r.stdout.strip().splitlines()[-1]
-    proc, url = _start("--model", d / "logistic", "--state", state)
+    proc, url = hr_ml_serve("--model", d / "logistic", "--state", state)
     try:
         assert httpx.get(f"{url}/health", timeout=30).json() == {"status": "ok"}
         rows = snap.head(2)
@@ -123,6 +96,4 @@ def test_serve_logistic_model(setup):
         assert len(got) == 2 and max(abs(a - b) for a, b in zip(got, risk)) < 1e-9, (got, risk)
         assert all(e["drivers"] for e in r.json()["employees"]), r.json()
     finally:
-        proc.terminate()
-        try: proc.wait(20)
-        except subprocess.TimeoutExpired: proc.kill()
+        stop_server(proc)
