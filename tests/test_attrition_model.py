@@ -133,7 +133,7 @@ def test_save_load_roundtrip(data, tmp_path, params):
     m = AttritionModel(**FAST, **params).fit(X, y)
     m.save(tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == (["model.json", "model.ubj"] if m.kind == "xgboost" else ["model.json"])
+    assert files == (["manifest.json", "model.json", "model.ubj"] if m.kind == "xgboost" else ["manifest.json", "model.json"])  # sealed: hashes of the model files
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["kind"] == m.kind and meta["versions"]["xgboost"] and meta["learned"]["feature_names_"] == X.columns
     m2 = AttritionModel.load(tmp_path)
@@ -260,8 +260,9 @@ def test_bucket_table_suppresses_small_buckets():
     p = [0.05] * 8 + [0.2, 0.25, 0.9, 0.95]
     t = bucket_table(y, p)
     assert t["bucket"].to_list() == ["Low", "Medium", "High"]
-    assert t["n"].to_list() == [8, None, None]
-    assert t["observed_rate"].to_list() == [0.0, None, None] and t["predicted_mean"][1] is None
+    # 2 + 2 people hidden are fewer than k together, so the complementary Low bucket is hidden too (no subtraction from the total)
+    assert t["n"].to_list() == [None, None, None]
+    assert t["observed_rate"].to_list() == [None, None, None] and t["predicted_mean"][1] is None
     t = bucket_table(y, p, k=2)
     assert t["n"].to_list() == [8, 2, 2] and t["observed_rate"].to_list() == [0.0, 1.0, 0.5]
 
