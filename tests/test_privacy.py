@@ -17,7 +17,16 @@ from hr_ml.schema import HRDataError
 from hr_ml.synth import generate
 from hr_ml.tabular import demo_export, prepare_table, table_features, table_columns
 
-os.environ.setdefault("HR_ML_SALT", "test-salt")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _salt():
+    "The key for `hash:` in this module only (set at import time it would leak into other test files' runs)."
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HR_ML_SALT", "test-salt")
+        yield
+
+
 N = 150
 FIRST = ["John", "Mary", "Anna", "Peter", "Maria", "James", "Laura", "David", "Sarah", "Thomas"]
 LAST = ["Smith", "Weber", "Lopez", "Brown", "Schmidt", "Garcia", "Miller", "Fischer", "Jones", "Wagner", "Taylor", "Meyer",
