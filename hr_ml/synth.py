@@ -14,8 +14,8 @@ from .schema import HRDataError
 
 # %% auto #0
 __all__ = ['COUNTRIES', 'DEPARTMENTS', 'FAMILIES', 'GENDERS', 'ABSENCE_TYPES', 'EXIT_TYPES', 'CHANGE_TYPES', 'DRIVERS',
-           'NULL_FEATURES', 'PROTECTED', 'exit_hazard', 'tenant_sizes', 'compa_ratios', 'auc', 'generate',
-           'write_synth']
+           'INTERACTIONS', 'MANAGER_EFFECT', 'SEASONALITY', 'PROMOTION', 'NULL_FEATURES', 'PROTECTED',
+           'planted_effects', 'exit_hazard', 'tenant_sizes', 'compa_ratios', 'auc', 'generate', 'write_synth']
 
 # %% ../nbs/01_synth.ipynb #3b463186
 COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "PL", "AT", "BE", "IE", "PT"]
@@ -42,38 +42,128 @@ CHANGE_TYPES = ["promotion", "manager_change", "transfer"]
 
 # %% ../nbs/01_synth.ipynb #57ca5949
 DRIVERS = [
-    dict(feature="overtime_ratio", direction="+", log_hazard_coef=8.0, centre=0.0,
-         description="Working more hours than contracted in the last complete quarter raises the risk of resigning "
-                     "(+10% hours: about x2.2)."),
-    dict(feature="months_since_raise", direction="+", log_hazard_coef=0.07, centre=6.0,
-         description="Each month since the last base-pay increase raises the risk (+12 months: about x2.3)."),
-    dict(feature="compa_ratio", direction="-", log_hazard_coef=-8.5, centre=1.0,
-         description="Pay below the median of peers in the same tenant, job family and level raises the risk "
-                     "(10% below peers: about x2.3)."),
-    dict(feature="manager_changes_12m", direction="+", log_hazard_coef=0.7, centre=0.0,
-         description="Each manager change in the last 12 months raises the risk (one change: about x2.0)."),
-    dict(feature="last_rating", direction="-", log_hazard_coef=-0.7, centre=3.0,
-         description="A low latest performance rating (1-5) raises the risk; a high one lowers it (rating 1 vs 3: about x4.1)."),
-    dict(feature="sick_days_trend", direction="+", log_hazard_coef=0.2, centre=0.0,
+    dict(feature="tenure_years", direction="non-monotone", form="piecewise_linear",
+         params=dict(knots=[0.0, 0.25, 0.75, 1.25, 2.0, 3.0, 5.0, 10.0], values=[-1.2, -0.9, 0.1, 0.5, 0.5, 0.1, -0.3, -0.6]),
+         description="Tenure: new hires rarely resign in their first months, the risk peaks between one and two years "
+                     "(about x5 the first quarter's), then declines with long service."),
+    dict(feature="compa_ratio", direction="non-monotone", form="hinge",
+         params=dict(threshold=0.95, coef_below=12.0, upper_threshold=1.25, coef_above=2.0),
+         description="Pay against peers (same tenant, job family and level): strong below 0.95 (5% further below: "
+                     "about x1.8), flat between 0.95 and 1.25, a little higher again far above 1.25 (the well-paid are poached)."),
+    dict(feature="overtime_ratio", direction="+", form="linear", params=dict(coef=2.5, centre=0.0),
+         description="Working more hours than contracted in the last complete quarter raises the risk a little on its own "
+                     "(+10% hours: about x1.3); much more when pay is below peers or the last rating was low (interactions)."),
+    dict(feature="months_since_raise", direction="+", form="piecewise_linear",
+         params=dict(knots=[0.0, 12.0, 18.0, 36.0], values=[-0.3, 0.0, 0.6, 1.2]),
+         description="Months since the last base-pay increase: a mild rise over the first year, steeper once a yearly "
+                     "raise has been missed (18 vs 12 months: about x1.8)."),
+    dict(feature="manager_changes_12m", direction="+", form="linear", params=dict(coef=0.6, centre=0.0),
+         description="Each manager change in the last 12 months raises the risk (one change: about x1.8)."),
+    dict(feature="last_rating", direction="-", form="piecewise_linear",
+         params=dict(knots=[1.0, 2.0, 3.0, 4.0, 5.0], values=[1.3, 0.6, 0.0, -0.3, -0.3]),
+         description="A low latest performance rating (1-5) raises the risk (rating 1 vs 3: about x3.7); 4 and 5 lower it a little."),
+    dict(feature="sick_days_trend", direction="+", form="linear", params=dict(coef=0.15, centre=0.0),
          description="A recent rise in sick leave (sick days in the last 90 days minus a quarter of the last 365) raises "
-                     "the risk (+6 days: about x3.3)."),
+                     "the risk (+6 days: about x2.5)."),
 ]
-NULL_FEATURES = ["vacation_ratio", "location", "department"]
+INTERACTIONS = [
+    dict(features=["overtime_ratio", "compa_ratio"], form="hinge_x_below", params=dict(coef=10.0, centre=0.0, threshold=0.95),
+         description="Overtime hurts far more when pay is below 95% of peers: coef * max(overtime - centre, 0) when "
+                     "compa_ratio < threshold (+20% hours and underpaid: about x7.4 on top of the main effects)."),
+    dict(features=["overtime_ratio", "last_rating"], form="hinge_x_below", params=dict(coef=8.0, centre=0.0, threshold=2.5),
+         description="Overtime after a low rating (1 or 2) is a strong exit signal: coef * max(overtime - centre, 0) "
+                     "when last_rating < threshold."),
+]
+MANAGER_EFFECT = dict(form="mixture", params=dict(share_high=0.08, high=1.3, sd=0.35),
+    description="Each manager has a random log-hazard effect on the people who report to them: N(0, sd), plus `high` "
+                "for a share `share_high` of managers (their teams lose people at about 3.7x the base rate). "
+                "Not a feature: models see it only through its consequence, team exits (team_exits_6m).")
+SEASONALITY = dict(form="months_after_payout",
+    params=dict(values=[0.45, 0.35, 0.15, -0.05, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1, -0.15, -0.15]),
+    description="Log-hazard by months since the tenant's yearly raise/bonus month (0 = the payout month): resignations "
+                "cluster in the three months after the payout. Not a feature (the calendar month is not one).")
+PROMOTION = dict(form="overdue_hinge",
+    params=dict(norm_years=[1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0], coef=0.4, cap=1.2),
+    description="Years since the last promotion (or hire) relative to the level's norm (`norm_years[level - 1]`): "
+                "min(coef * max(years / norm - 1, 0), cap). Not a feature: models see it only through tenure and job level.")
+NULL_FEATURES = ["vacation_ratio", "department"]
 PROTECTED = ["gender", "birth_year", "nationality"]
 _SURVIVOR_ADJ = 0.025  # pay-rule gap = target * (1 + 0.025 * years): offsets survivorship (see "The planted truth")
-_B0 = -5.7   # logit of the monthly hazard when every driver sits at its centre
+_B0 = -5.75  # logit of the monthly hazard when every effect is zero
 
-def exit_hazard(X:np.ndarray, # (n, 6) driver values in the order of `DRIVERS`; NaN = missing
+def _job_market(end_date):
+    "Job-market effect by job family and location: log-hazard `level + trend * years` with years counted from `end_date`."
+    fam = dict(operations=(0.0, 0.0), sales=(0.15, 0.05), engineering=(0.1, 0.15), support=(0.1, -0.05), finance=(-0.1, 0.0),
+               it=(0.05, 0.12), marketing=(0.0, 0.0), hr=(-0.1, 0.0), legal=(-0.2, 0.0))
+    loc = dict(DE=(0.0, 0.0), FR=(-0.15, 0.0), NL=(0.2, 0.08), ES=(-0.1, -0.08), IT=(-0.2, 0.0), PL=(0.25, 0.12),
+               AT=(0.0, 0.0), BE=(0.0, 0.0), IE=(0.3, 0.08), PT=(0.0, -0.08))
+    return dict(form="level_plus_trend", params=dict(
+        reference_date=end_date.isoformat(),
+        job_family={k: dict(level=a, trend_per_year=b) for k, (a, b) in fam.items()},
+        location={k: dict(level=a, trend_per_year=b) for k, (a, b) in loc.items()}),
+        description="Outside offers by job family and by location drift over time: log-hazard level + trend_per_year * "
+                    "(as-of date - reference_date) in years, for the family and for the location (engineering, IT, "
+                    "Poland, Ireland and the Netherlands heat up; a model trained on the past under-predicts them).")
+
+def _spec(end_date)->dict:
+    "Everything the hazard uses, as data (the same dict goes into truth.json)."
+    return dict(intercept=_B0, drivers=DRIVERS, interactions=INTERACTIONS, manager_effect=MANAGER_EFFECT,
+                seasonality=SEASONALITY, promotion=PROMOTION, job_market=_job_market(end_date))
+
+def _main_effect(d:dict, x:np.ndarray)->np.ndarray:
+    "Contribution of one driver `d` (form + params) to the log-hazard; missing values give 0."
+    x = np.asarray(x, float); p, f = d["params"], d["form"]
+    if f == "linear": v = p["coef"] * (x - p["centre"])
+    elif f == "piecewise_linear": v = np.interp(x, p["knots"], p["values"])
+    elif f == "hinge": v = (p["coef_below"] * np.maximum(p["threshold"] - x, 0)
+                            + p["coef_above"] * np.maximum(x - p["upper_threshold"], 0))
+    else: raise HRDataError(f"synth: unknown driver form {f!r}; use linear, piecewise_linear or hinge")
+    return np.where(np.isnan(x), 0.0, v)
+
+def _interaction(it:dict, a:np.ndarray, b:np.ndarray)->np.ndarray:
+    "Log-hazard of one interaction term; 0 where either value is missing."
+    a, b = np.asarray(a, float), np.asarray(b, float); p = it["params"]
+    if it["form"] != "hinge_x_below": raise HRDataError(f"synth: unknown interaction form {it['form']!r}; use hinge_x_below")
+    v = p["coef"] * np.maximum(a - p["centre"], 0) * (b < p["threshold"])
+    return np.where(np.isnan(a) | np.isnan(b), 0.0, v)
+
+def _market(jm:dict, fam_names, loc_names, years)->np.ndarray:
+    "Job-market log-hazard for job family and location names at `years` from the reference date."
+    p = jm["params"]
+    g = lambda tab, names: (np.array([tab.get(n, {}).get("level", 0.0) for n in names]),
+                            np.array([tab.get(n, {}).get("trend_per_year", 0.0) for n in names]))
+    (fl, ft), (ll, lt) = g(p["job_family"], fam_names), g(p["location"], loc_names)
+    return fl + ft * years, ll + lt * years
+
+def planted_effects(truth:dict,       # planted truth (truth.json of the synthetic HRIS), or a mutated copy
+                    X:pl.DataFrame,   # feature rows (hr_ml.features names); an `as_of` column dates the job market
+                   )->dict:
+    "Per-row log-hazard contribution of each planted feature: main effect + half of each interaction it takes part in."
+    cols = {c: X[c].cast(pl.Float64).to_numpy() for c in X.columns if X[c].dtype.is_numeric()}
+    out = {d["feature"]: _main_effect(d, cols[d["feature"]]) for d in truth["drivers"] if d["feature"] in cols}
+    for it in truth.get("interactions", []):
+        a, b = it["features"]
+        if a in cols and b in cols:
+            v = _interaction(it, cols[a], cols[b]) / 2
+            for f in (a, b): out[f] = out.get(f, 0.0) + v
+    jm = truth.get("job_market")
+    if jm and ("job_family" in X.columns or "location" in X.columns):
+        ref = np.datetime64(jm["params"]["reference_date"], "D")
+        at = (X["as_of"].cast(pl.Date).to_numpy().astype("datetime64[D]") if "as_of" in X.columns
+              else np.full(X.height, np.datetime64(truth["oracle"]["as_of"], "D")))
+        yrs = (at - ref).astype(np.int64) / 365.25
+        name = lambda c: X[c].cast(pl.String).fill_null("").to_list() if c in X.columns else [""] * X.height
+        fam, loc = _market(jm, name("job_family"), name("location"), yrs)
+        if "job_family" in X.columns: out["job_family"] = fam
+        if "location" in X.columns: out["location"] = loc
+    return {k: np.broadcast_to(np.asarray(v, float), (X.height,)).copy() for k, v in out.items()}
+
+def exit_hazard(truth:dict,       # planted truth
+                X:pl.DataFrame,   # feature rows
                )->np.ndarray:
-    "Planted monthly voluntary-exit probability for each row of driver values."
-    return _hazard_rows(np.ascontiguousarray(np.asarray(X, float).T))
-
-def _hazard_rows(cols):
-    "`exit_hazard` of driver values given one contiguous row per driver (fast at 1 M employees)."
-    eta = np.full(cols.shape[1], _B0)
-    for d, x in zip(DRIVERS, cols):
-        z = x - d["centre"]
-        eta += d["log_hazard_coef"] * np.where(np.isnan(z), 0.0, z)
+    "Monthly resignation probability from the features alone: latent effects (manager, season, promotion) at zero."
+    eta = np.full(X.height, float(truth["intercept"] if "intercept" in truth else truth["hazard"]["intercept"]))
+    for v in planted_effects(truth, X).values(): eta += v
     return 1.0 / (1.0 + np.exp(-eta))
 
 # %% ../nbs/01_synth.ipynb #782ed92b
@@ -272,11 +362,13 @@ def _population(rng, N, T, years, ms, me, pay_gap_pct):
     S.sick_rate = np.clip(rng.lognormal(np.log(0.17), 0.6, N), 0.01, 0.6)           # sick episodes a month
     S.ot_prop = np.where(rng.random(N) < 0.4, rng.exponential(0.10, N), 0.0)         # overtime propensity
     S.vac_rate = np.clip(rng.normal(0.26, 0.06, N), 0.1, 0.45)                      # vacation blocks a month
+    me = MANAGER_EFFECT["params"]                                                   # planted effect of each (potential) manager
+    S.mgr_eff = rng.normal(0, me["sd"], N) + me["high"] * (rng.random(N) < me["share_high"])
     return S
 
 # %% ../nbs/01_synth.ipynb #af720f83
 def _drivers(S, act, t, sick_hist, mc12):
-    "The six planted driver values at day `t` for employees `act`, computed as `hr_ml.features` does from the tables."
+    "The planted driver values at day `t` for employees `act`, computed as `hr_ml.features` does from the tables."
     msr = (t - S.last_raise[act]) / 30.4375
     compa = S.peers.compa(S.ten, S.fam, S.lvl, S.base / (S.wh * 52), act)
     if sick_hist:
@@ -286,7 +378,26 @@ def _drivers(S, act, t, sick_hist, mc12):
         trend = np.bincount(se, o90, S.N)[act] - np.bincount(se, o365, S.N)[act] / 4
     else: trend = np.zeros(len(act))
     rt = S.rating[act].astype(float)
-    return np.stack([S.last_ot[act], msr, compa, mc12[act], np.where(rt > 0, rt, np.nan), trend])   # (6, n)
+    return dict(tenure_years=(t - S.hday[act]) / 365.25, compa_ratio=compa, overtime_ratio=S.last_ot[act],
+                months_since_raise=msr, manager_changes_12m=mc12[act].astype(float),
+                last_rating=np.where(rt > 0, rt, np.nan), sick_days_trend=trend)
+
+def _log_hazard(S, spec, act, X, t, cal_m, latent=True):
+    "Planted monthly log-odds of resigning: drivers + interactions (+ manager, season, promotion, job market if `latent`)."
+    eta = np.full(len(act), spec["intercept"])
+    for d in spec["drivers"]: eta += _main_effect(d, X[d["feature"]])
+    for it in spec["interactions"]: eta += _interaction(it, *(X[f] for f in it["features"]))
+    if not latent: return eta
+    mg = S.mgr[act]
+    eta += np.where(mg >= 0, S.mgr_eff[np.maximum(mg, 0)], 0.0)
+    eta += np.asarray(spec["seasonality"]["params"]["values"])[(cal_m - S.raise_month[S.ten[act]]) % 12]
+    pp = spec["promotion"]["params"]
+    yrs = (t - np.maximum(S.last_promo[act], S.hday[act])) / 365.25
+    eta += np.minimum(pp["coef"] * np.maximum(yrs / np.asarray(pp["norm_years"])[S.lvl[act] - 1] - 1, 0), pp["cap"])
+    jm = spec["job_market"]
+    yrs = (t - _day(jm["params"]["reference_date"])) / 365.25
+    fam, loc = _market(jm, FAMILIES, COUNTRIES, yrs)
+    return eta + fam[S.fam[act]] + loc[S.loc[act]]
 
 def _rating(S, rng, idx):
     "Review ratings 1..5 from latent performance plus noise (about 5/15/50/22/8%)."
@@ -344,8 +455,8 @@ def _start(S, rng, cal, logs):
     qs = int(_month_start(q_end, -2))
     _timesheet(S, rng, I[S.hday[I] <= qs], qs, logs["tims"])
 
-def _month(S, rng, m, ms, me, cal, logs, hist):
-    "Advance every employee by one month; returns (employees at the snapshot, their planted hazard)."
+def _month(S, rng, m, ms, me, cal, logs, hist, replay=False):
+    "Advance every employee by one month; returns employees at the snapshot, their voluntary and total exit hazards, drivers."
     t, s, e = int(ms[m]) - 1, int(ms[m]), int(me[m])
     act = np.flatnonzero(S.active)
     # 1. planted hazard from the state at t; exits
@@ -354,7 +465,7 @@ def _month(S, rng, m, ms, me, cal, logs, hist):
     while hist["out"] < hist["in"] and ms[hist["out"]] <= t - 365:
         np.subtract.at(hist["mc12"], hist["mc"][hist["out"]], 1); hist["out"] += 1
     X = _drivers(S, act, t, hist["sick"][-14:], hist["mc12"])
-    h_vol = _hazard_rows(X)
+    h_vol = 1.0 / (1.0 + np.exp(-_log_hazard(S, S.spec, act, X, t, cal[m])))
     rt = S.rating[act]
     age = _year(t) - S.birth_year[act]
     h_inv = 0.0022 + 0.012 * (rt == 1) + 0.004 * (rt == 2)
@@ -365,7 +476,7 @@ def _month(S, rng, m, ms, me, cal, logs, hist):
     leavers, stay = act[gone], act[~gone]
     S.term[leavers] = s + np.floor(rng.random(len(leavers)) * max(e - s, 1)).astype(np.int64)
     S.ttype[leavers] = kind[gone]
-    pool = S.active.copy(); pool[leavers] = False                # employed all month: may be picked as manager
+    pool = S.active & (S.term < 0)                              # employed all month: may be picked as manager
     # 2a. new managers: the manager left, a transfer, a reorganisation
     mg = S.mgr[stay]
     orphan = (mg >= 0) & (S.term[np.maximum(mg, 0)] >= 0) & (S.term[np.maximum(mg, 0)] < s)
@@ -443,8 +554,8 @@ def _month(S, rng, m, ms, me, cal, logs, hist):
         S.varp[hi] = _var_pay(S, hi, S.base[hi], np.zeros(len(hi)))
         logs["comp"].add(hi, day=S.hday[hi], base=S.base[hi], var=S.varp[hi])
         S.active[hi] = True
-    S.active[leavers] = False
-    return act, h_vol
+    if not replay: S.active[leavers] = False     # a replay keeps leavers on their own path (see the oracle)
+    return act, h_vol, np.minimum(h_vol + h_inv + h_oth, 1.0), X
 
 # %% ../nbs/01_synth.ipynb #eb7b5def
 def _frame(S, cols:dict, keys:list, tid, eid, end:int)->pl.DataFrame:
@@ -501,6 +612,48 @@ def _tables(S, logs, end:int)->dict:
     ts = ts.select("tenant_id", "employee_id", *_dates("day"), "hours").rename({"day": "period_start", "hours": "hours_worked"})
     return dict(employees=emp, compensation=comp, absences=ab, reviews=rev, job_changes=jc, timesheets=ts)
 
+# %% ../nbs/01_synth.ipynb #b8b2d773
+_ORACLE_R = 16           # replays of the label window (Rao-Blackwellised: each replay gives a probability, not a 0/1)
+_ORACLE_MAX = 30_000     # at most this many employees are replayed: a prefix of whole tenants (sizes are i.i.d.: a random sample)
+
+class _NoLog:
+    "A log that forgets: replays write no tables."
+    def add(self, *a, **k): pass
+
+def _copy_state(S, hist, n=None):
+    "Deep copy of the simulation state and history, limited to employees [0, n) (whole tenants) if `n` is given."
+    import copy
+    K, n = S.T, S.N
+    if n is not None and n < S.N:
+        K = max(1, int(np.searchsorted(S.first + S.size, n, side="right")))
+        n = int(S.first[K - 1] + S.size[K - 1])
+    R = copy.copy(S)
+    for k, v in vars(S).items():
+        if isinstance(v, np.ndarray):
+            setattr(R, k, v[:n].copy() if len(v) == S.N else v[:K].copy() if len(v) == S.T else v.copy())
+    R.N, R.T = n, K
+    R.peers = _Peers(n); R.peers.prev = [None if p is None else p[p < n] for p in S.peers.prev]
+    keep = lambda a: a[a < n]
+    H = dict(mc=[keep(a) for a in hist["mc"]], sick=[tuple(x[h[0] < n] for x in h) for h in hist["sick"]],
+             mc12=hist["mc12"][:n].copy(), hires=[keep(a) for a in hist["hires"]])
+    H["in"], H["out"] = hist["in"], hist["out"]
+    return R, H
+
+def _oracle(S0, H0, seed, m0, ms, me, cal, R=_ORACLE_R, horizon=12):
+    "True probability of a voluntary exit within `horizon` months for everyone employed in `S0`, by `R` replays of the window."
+    act0 = np.flatnonzero(S0.active)
+    p, logs = np.zeros(S0.N), {k: _NoLog() for k in ("comp", "revs", "jobs", "absn", "tims")}
+    for r in range(R):
+        S, H = _copy_state(S0, H0)
+        rng = np.random.default_rng([seed, 7919, r])
+        surv, mine = np.ones(S.N), np.zeros(S.N, bool); mine[act0] = True
+        for m in range(m0, min(m0 + horizon, len(ms))):
+            act, hv, ha, _ = _month(S, rng, m, ms, me, cal, logs, H, replay=True)
+            a = act[mine[act]]; w = mine[act]
+            p[a] += surv[a] * hv[w] / R          # P(still employed before month m) * P(resign in month m | path)
+            surv[a] *= 1 - ha[w]
+    return act0, p[act0]
+
 # %% ../nbs/01_synth.ipynb #948f72f7
 def _truth(S, tables, oracle, params, seed, end_date, as_of, pay_gap_pct)->dict:
     "The planted truth as a JSON-ready dict (keys per CONTRACT.md)."
@@ -517,15 +670,25 @@ def _truth(S, tables, oracle, params, seed, end_date, as_of, pay_gap_pct)->dict:
     share = lambda df: float((df["gender"] == "female").mean())
     pt = emp.filter(pl.col("employment_type") == "part_time"); ft = emp.filter(pl.col("employment_type") == "full_time")
     same_nat = float((emp["nationality"] == emp["location"]).mean())
-    y = S.ttype[oracle[0]] == 0
-    p12 = 1 - (1 - oracle[1]) ** 12
+    act, h, eta_obs, (rows, p_true), R, sampled = oracle
+    y = S.ttype[act] == 0
+    p12 = 1 - (1 - h) ** 12
+    at = np.searchsorted(act, rows)
     r6 = lambda x: round(float(x), 6)
     return {
         "generator": "hr_ml.synth", "version": __version__, "seed": int(seed), "params": params,
         "end_date": end_date.isoformat(),
-        "hazard": {"unit": "month", "form": "sigmoid(intercept + sum(coef * (x - centre))); missing x counts as centre",
-                   "intercept": _B0, "snapshot": "features at the last day of the previous month"},
-        "drivers": [{k: d[k] for k in ("feature", "direction", "log_hazard_coef", "centre", "description")} for d in DRIVERS],
+        "hazard": {"unit": "month", "intercept": _B0, "snapshot": "features at the last day of the previous month",
+                   "form": "sigmoid(intercept + sum of the drivers' main effects + interactions + manager_effect + "
+                           "seasonality + promotion + job_market); a missing driver value adds 0",
+                   "forms": {"linear": "coef * (x - centre)", "piecewise_linear": "linear interpolation of `values` "
+                             "between `knots`, flat beyond the ends", "hinge": "coef_below * max(threshold - x, 0) + "
+                             "coef_above * max(x - upper_threshold, 0)", "hinge_x_below": "coef * max(a - centre, 0) "
+                             "when b < threshold, for features [a, b]"}},
+        "drivers": DRIVERS, "interactions": INTERACTIONS, "manager_effect": MANAGER_EFFECT, "seasonality": SEASONALITY,
+        "promotion": PROMOTION, "job_market": S.spec["job_market"],
+        "correlates": [{"feature": "team_exits_6m", "note": "no planted effect of its own: the manager effect makes "
+                        "exits cluster in teams, so recent exits in the department signal a high-risk manager"}],
         "null_features": NULL_FEATURES, "protected_attributes": PROTECTED,
         "proxies": [
             {"protected": "gender", "feature": "part_time",
@@ -539,9 +702,19 @@ def _truth(S, tables, oracle, params, seed, end_date, as_of, pay_gap_pct)->dict:
                     "raw_gap_pct": r6(raw), "observed_unexplained_pct": r6(observed),
                     "rule_gap_pct": r6(_rule_gap(pay_gap_pct, params["years"])), "measure": "hourly base pay = base_salary / (weekly_hours * 52); "
                     "raw gap = (men - women) / men of the mean, staff employed at end_date"},
-        "oracle": {"as_of": as_of.isoformat(), "horizon_months": 12, "auc": r6(auc(y, p12)),
+        "oracle": {"as_of": as_of.isoformat(), "horizon_months": 12, "auc": r6(auc(y[at], p_true)),
                    "n": int(len(y)), "n_exits": int(y.sum()), "exit_rate": r6(y.mean()),
-                   "score": "1 - (1 - h)^12 with h the planted monthly hazard at as_of"}}
+                   "n_scored": int(len(rows)), "n_exits_scored": int(y[at].sum()), "replays": int(R), "sampled": bool(sampled),
+                   "score": f"true probability of a voluntary exit within 12 months of as_of: the label window replayed "
+                            f"{R} times from the as-of state (every effect, latent ones included: raises, reviews, "
+                            f"manager changes, overtime, sickness and seasons evolve as in the generator; each replay adds "
+                            f"the exact probability of a first resignation along its path)"
+                            + (f"; on a sample of whole tenants ({len(rows):,} of {len(y):,} employees)" if sampled else ""),
+                   "auc_frozen_hazard": r6(auc(y, p12)),
+                   "frozen_hazard": "1 - (1 - h)^12 with h the full planted monthly hazard at as_of, frozen for 12 months",
+                   "auc_planted_drivers": r6(auc(y, 1 - (1 - 1 / (1 + np.exp(-eta_obs))) ** 12)),
+                   "planted_drivers": "1 - (1 - h)^12 with h = exit_hazard(truth, features at as_of): the drivers, "
+                                      "interactions and job market only, latent effects at zero"}}
 
 def generate(n_employees:int=2000,      # distinct employees in the employees table, leavers included
              n_tenants:int=10,          # customer companies (tenants)
@@ -551,7 +724,7 @@ def generate(n_employees:int=2000,      # distinct employees in the employees ta
              pay_gap_pct:float=4.0,     # planted unexplained gender pay gap in % (job family x level x location)
              progress:bool=False,       # show a progress bar over the months
             )->tuple:
-    "Simulate a multi-tenant HRIS month by month: (`tables` per CONTRACT.md, planted `truth`)."
+    "Simulate a multi-tenant HRIS month by month: (`tables` per CONTRACT.md, planted `truth` with the true oracle)."
     if n_tenants < 1 or n_employees < 5 * n_tenants:
         raise HRDataError(f"synth: {n_employees} employees for {n_tenants} tenants; every tenant needs at least 5 employees "
                           "(ask for more employees or fewer tenants)")
@@ -561,6 +734,7 @@ def generate(n_employees:int=2000,      # distinct employees in the employees ta
     ms, me, cal = _months(end_date, years)
     S = _population(rng, int(n_employees), int(n_tenants), years, ms, me, pay_gap_pct)
     S.s0, M = int(ms[0]), len(ms)
+    S.spec = _spec(end_date)
     logs = dict(comp=_Log("emp", "day", "base", "var"), revs=_Log("emp", "day", "rating"),
                 jobs=_Log("emp", "day", "kind", "level", "dept", "mgr"), absn=_Log("emp", "start", "end", "kind"),
                 tims=_Log("emp", "day", "hours"))
@@ -576,12 +750,16 @@ def generate(n_employees:int=2000,      # distinct employees in the employees ta
         bar = Progress(); bar.start(); task = bar.add_task("synth: simulating months", total=M)
     try:
         for m in range(M):
-            act, h = _month(S, rng, m, ms, me, cal, logs, hist)
-            if m == M - 12: oracle = (act, h)
+            if m == M - 12 and M >= 12: snap = _copy_state(S, hist, _ORACLE_MAX)
+            act, h, _, X = _month(S, rng, m, ms, me, cal, logs, hist)
+            if m == M - 12: frozen = (act, h, _log_hazard(S, S.spec, act, X, int(ms[m]) - 1, cal[m], latent=False))
             if bar: bar.advance(task)
     finally:
         if bar: bar.stop()
     del hist
+    R = _ORACLE_R
+    oracle = (*frozen, _oracle(*snap, seed, M - 12, ms, me, cal, R), R, snap[0].N < S.N)
+    del snap
     tables = _tables(S, logs, _day(end_date))
     as_of = date.fromisoformat(str(np.datetime64(int(ms[M - 12]) - 1, "D")))
     params = dict(n_employees=int(n_employees), n_tenants=int(n_tenants), years=int(years),
