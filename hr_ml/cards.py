@@ -212,6 +212,9 @@ def _drivers(r):
     if tr and tr.get("drivers"):
         out += ("\n\nOn synthetic data the planted drivers are known: " + ", ".join(f"`{k}` rank {v['rank']}" for k, v in tr["drivers"].items())
                 + f"; all in the top {tr['top_k']}: {fmt(tr['all_in_top'])}.")
+        if tr.get("checks"):
+            out += (" Truth checks (shape, rank, null features, sign): " + ", ".join(f"{k} {'passed' if v else '**failed**'}" for k, v in tr["checks"].items())
+                    + (f". Out-of-fold AUC on the oracle's snapshot: {fmt(tr['auc'], 3)}, {tr['auc'] / tr['oracle_auc']:.0%} of the oracle's {fmt(tr['oracle_auc'], 3)}." if "auc" in tr else "."))
     if "shap_summary.png" in r["images"]: out += "\n\n![drivers](shap_summary.png)"
     return out + "\n\nDrivers are associations learned from history, not causes: changing a driver does not guarantee a change in behaviour."
 

@@ -128,9 +128,10 @@ def train_attrition(data:Optional[Path]=typer.Option(None, "--data", help="HRIS 
     out_console.print(f"CV ROC-AUC {cv['roc_auc']}, PR-AUC {cv['pr_auc']}, Brier {cv['brier']}, ECE {cv['ece']}, lift@10% {cv['lift_top10']}", markup=False)
     if m.get("truth_recovery"):
         t = m["truth_recovery"]
-        auc = f"AUC {t['auc']:.3f} vs oracle {t['oracle_auc']:.3f} on {t['oracle_as_of']}; " if 'auc' in t else ""
-        out_console.print(f"planted truth: {auc}all planted drivers in top {t['top_k']}: {t['all_in_top']}; "
-                          f"min sign agreement {t['min_sign_agreement']:.1%}", markup=False)
+        auc = (f"AUC {t['auc']:.3f} = {t['auc'] / t['oracle_auc']:.0%} of the oracle's {t['oracle_auc']:.3f} on {t['oracle_as_of']}; " if 'auc' in t else "")
+        ch = t.get("checks") or {}
+        ok, bad = [k for k, v in ch.items() if v], [k for k, v in ch.items() if not v]
+        out_console.print(f"planted truth: {auc}checks passed: {', '.join(ok) or 'none'}" + (f"; failed: {', '.join(bad)}" if bad else ""), markup=False)
     from hr_ml.gates import gate_summary
     if m.get("gates") is not None: out_console.print(f"gates: {gate_summary(m['gates'])}", markup=False)
     if track:
