@@ -4,6 +4,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
   'syms': { 'hr_ml.attrition': { 'hr_ml.attrition.AttritionModel': ('attrition.html#attritionmodel', 'hr_ml/attrition.py'),
                                  'hr_ml.attrition.AttritionModel.__init__': ( 'attrition.html#attritionmodel.__init__',
                                                                               'hr_ml/attrition.py'),
+                                 'hr_ml.attrition.AttritionModel._calibrate': ( 'attrition.html#attritionmodel._calibrate',
+                                                                                'hr_ml/attrition.py'),
                                  'hr_ml.attrition.AttritionModel._fit_logistic': ( 'attrition.html#attritionmodel._fit_logistic',
                                                                                    'hr_ml/attrition.py'),
                                  'hr_ml.attrition.AttritionModel._fit_xgb': ( 'attrition.html#attritionmodel._fit_xgb',
