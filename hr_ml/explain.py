@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['FACTS', 'LEVEL_STEP', 'FULL_TIME_HOURS', 'TOP_LEVEL', 'contributions', 'global_importance', 'value_text',
            'driver_text', 'drivers', 'plot_beeswarm', 'margin2risk', 'shap_method', 'plot_waterfall', 'what_if',
-           'check_fact', 'apply_fact', 'what_if_fact', 'apply_fact_tables', 'what_if_fact_tables']
+           'FactConflict', 'check_fact', 'apply_fact', 'facts_for', 'what_if_fact', 'apply_fact_tables',
+           'what_if_fact_tables']
 
 # %% ../nbs/12_explain.ipynb #b60e618d
 import math, re
@@ -341,6 +342,9 @@ LEVEL_STEP = 0.16       # log pay between adjacent job levels: each level's peer
 FULL_TIME_HOURS = 35.0  # contracted hours from which a contract counts as full time (part_time = 0)
 TOP_LEVEL = 12          # the highest job level (hr_ml.schema checks job_level in 1..12)
 
+class FactConflict(HRDataError):
+    "A fact that the employee's record rules out (a promotion to her own level, a raise with no pay on record): one line; the API answers 409."
+
 # fact -> {feature it changes: the features that derivation reads}
 _FACT_READS = {"raise_pct":       {"compa_ratio": ["compa_ratio"], "months_since_raise": [], "last_raise_pct": []},
                "weekly_hours":    {"weekly_hours": [], "overtime_ratio": ["overtime_ratio", "weekly_hours"], "compa_ratio": ["compa_ratio", "weekly_hours"],
@@ -390,7 +394,7 @@ def apply_fact(row:pl.DataFrame,       # one employee's features (the columns `b
     r, has = row.row(0, named=True), set(row.columns)
     def need(*cols):
         for c in cols:
-            if c in has and r[c] is None: raise HRDataError(f"what-if: {fact} needs {c}, which is empty for this employee (no record to start from)")
+            if c in has and r[c] is None: raise FactConflict(f"what-if: {fact} needs {c}, which is empty for this employee (no record to start from)")
     new = {}
     if fact == "raise_pct":                      # a new compensation row: base × (1 + x/100); a raise only when pay goes up
         need("compa_ratio")
@@ -410,7 +414,7 @@ def apply_fact(row:pl.DataFrame,       # one employee's features (the columns `b
     else:                                        # a promotion job change: pay compared with the new level's peers
         need("job_level")
         if "job_level" not in has: raise HRDataError("what-if: promotion_level needs the employee's current job_level; the row has none")
-        if v <= r["job_level"]: raise HRDataError(f"what-if: a promotion to level {v} is not above the current level {r['job_level']}; pick a level from {r['job_level'] + 1} to {TOP_LEVEL}")
+        if v <= r["job_level"]: raise FactConflict(f"what-if: a promotion to level {v} is not above the current level {r['job_level']}; pick a level from {r['job_level'] + 1} to {TOP_LEVEL}")
         if "compa_ratio" in has and r["compa_ratio"] is not None: new["compa_ratio"] = r["compa_ratio"] * _level_ratio(r["job_level"], v, level_step, level_norms)
         new["job_level"] = v
     new = {c: x for c, x in new.items() if c in has}
@@ -422,17 +426,30 @@ _HIKE_NAME = re.compile(r"hike|raise|increase", re.I)
 
 def _snake(c:str)->str: return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", c)
 
-def _export_fact(model:AttritionModel, row:pl.DataFrame, fact:str, v)->pl.DataFrame:
-    "A fact on a one-row export's model: a raise scales its pay columns (and sets a raise-percent column); other facts are refused."
+def _export_pay(model:AttritionModel)->tuple[list, list]:
+    "A one-row export's model's pay columns (income, salary or wage in the name) and raise-percent columns (a hike or raise in percent)."
     spec = (model.recipe_ or {}).get("columns") or {}
     num = [c for c in model.feature_names_ if spec.get(c, {}).get("kind") == "number"]
-    pay = [c for c in num if _PAY_NAME.search(_snake(c)) and not _HIKE_NAME.search(_snake(c)) and not re.search(r"pct|percent", c, re.I)]
+    pct = lambda c: re.search(r"pct|percent", c, re.I)
+    return ([c for c in num if _PAY_NAME.search(_snake(c)) and not _HIKE_NAME.search(_snake(c)) and not pct(c)],
+            [c for c in num if _HIKE_NAME.search(_snake(c)) and pct(c)])
+
+def _export_fact(model:AttritionModel, row:pl.DataFrame, fact:str, v)->pl.DataFrame:
+    "A fact on a one-row export's model: a raise scales its pay columns (and sets a raise-percent column); other facts are refused."
+    pay, hike = _export_pay(model)
     if fact != "raise_pct" or not pay:
         what = "a pay column (income, salary or wage in its name)" if fact == "raise_pct" else ", ".join(_FACT_READS[fact])
         raise HRDataError(f"what-if: this one-row export's model has no {what} for {fact} to change; use the `change` form on its own columns")
-    hike = [c for c in num if _HIKE_NAME.search(_snake(c)) and re.search(r"pct|percent", c, re.I)] if v > 0 else []
+    for c in pay:
+        if row[c][0] is None: raise FactConflict(f"what-if: raise_pct needs {c}, which is empty for this employee (no pay to raise)")
     return row.with_columns(*[(pl.col(c) * (1 + v / 100)).cast(row.schema[c]) for c in pay],
-                            *[pl.lit(v).cast(row.schema[c]).alias(c) for c in hike])
+                            *[pl.lit(v).cast(row.schema[c]).alias(c) for c in (hike if v > 0 else [])])
+
+def facts_for(model:AttritionModel)->list[str]:
+    "The facts `what_if_fact` can answer for `model` from its features alone (the API offers these)."
+    if getattr(model, "recipe_", None): return ["raise_pct"] if _export_pay(model)[0] else []
+    have = set(model.feature_names_)
+    return [f for f, outs in _FACT_READS.items() if (hit := [o for o in outs if o in have]) and {c for o in hit for c in outs[o]} <= have]
 
 def what_if_fact(model:AttritionModel, # a fitted model
                  row:pl.DataFrame,      # one employee's features on the scoring date (one row; extra columns are re-derived too)
@@ -453,7 +470,9 @@ def what_if_fact(model:AttritionModel, # a fitted model
         if missing: raise HRDataError(f"what-if: {fact} re-derives {', '.join(hit)} from {', '.join(missing)}, which the row lacks; send every model feature")
         new = apply_fact(row, fact, v, **kw)
     r = _answer(model, row, new, cuts)
-    for c in r["changed"]: _check_value(c["feature"], c["new"], where=f"what-if: {fact} {v}", fix="the fact is too far from this employee's record")
+    try:
+        for c in r["changed"]: _check_value(c["feature"], c["new"], where=f"what-if: {fact} {v}", fix="the fact is too far from this employee's record")
+    except HRDataError as e: raise FactConflict(str(e)) from None
     return {'fact': fact, 'value': v, **r}
 
 # %% ../nbs/12_explain.ipynb #031254a3
@@ -485,7 +504,7 @@ def apply_fact_tables(tables:dict,        # HR tables as `hr_ml.features.build_f
     if fact == "raise_pct":
         comp = T.get("compensation")
         last = comp.filter(mine).sort("effective_date").tail(1) if comp is not None else None
-        if last is None or last.height == 0: raise HRDataError(f"what-if: employee {employee_id!r} has no pay on record to raise")
+        if last is None or last.height == 0: raise FactConflict(f"what-if: employee {employee_id!r} has no pay on record to raise")
         T["compensation"] = pl.concat([comp, last.with_columns(effective_date=pl.lit(as_of, pl.Date), base_salary=C("base_salary") * (1 + v / 100))])
     elif fact == "weekly_hours":
         T["employees"] = emp.with_columns(weekly_hours=pl.when(mine).then(pl.lit(v, pl.Float64)).otherwise(C("weekly_hours")).cast(emp.schema["weekly_hours"]),
@@ -494,7 +513,7 @@ def apply_fact_tables(tables:dict,        # HR tables as `hr_ml.features.build_f
         T["job_changes"] = change(effective_date=as_of, change_type="manager_change", new_manager_id=v if isinstance(v, str) else f"new manager of {employee_id}")
     else:
         level = me["job_level"][0]
-        if v <= level: raise HRDataError(f"what-if: a promotion to level {v} is not above the current level {level}; pick a level from {level + 1} to {TOP_LEVEL}")
+        if v <= level: raise FactConflict(f"what-if: a promotion to level {v} is not above the current level {level}; pick a level from {level + 1} to {TOP_LEVEL}")
         T["job_changes"] = change(effective_date=as_of, change_type="promotion", new_job_level=v)
         T["employees"] = emp.with_columns(job_level=pl.when(mine).then(pl.lit(v)).otherwise(C("job_level")).cast(emp.schema["job_level"]))
     return T
