@@ -401,16 +401,16 @@ def apply_fact(row:pl.DataFrame,       # one employee's features (the columns `b
         if "compa_ratio" in has: new["compa_ratio"] = r["compa_ratio"] * (1 + v / 100)   # the peers' median stays
         if v > 0: new |= {"months_since_raise": 0.0, "last_raise_pct": v}
     elif fact == "weekly_hours":                 # a new contract: hourly base pay = base / (hours × 52), overtime = worked / contracted − 1
-        if has & {"overtime_ratio", "compa_ratio", "vacation_ratio"}: need("weekly_hours")
-        old = r.get("weekly_hours")
-        k = old / v if old is not None else None
-        if "overtime_ratio" in has and r["overtime_ratio"] is not None: new["overtime_ratio"] = (1 + r["overtime_ratio"]) * k - 1
-        if "compa_ratio" in has and r["compa_ratio"] is not None: new["compa_ratio"] = r["compa_ratio"] * k
-        if "vacation_ratio" in has and r["vacation_ratio"] is not None: new["vacation_ratio"] = r["vacation_ratio"] * k
+        if has & {"overtime_ratio", "compa_ratio", "vacation_ratio"}:
+            if "weekly_hours" not in has: raise HRDataError("what-if: weekly_hours needs the employee's current weekly_hours to re-derive the ratios; the row has none")
+            need("weekly_hours")
+            k = r["weekly_hours"] / v
+            for c, f in (("overtime_ratio", lambda x: (1 + x) * k - 1), ("compa_ratio", lambda x: x * k), ("vacation_ratio", lambda x: x * k)):
+                if c in has and r[c] is not None: new[c] = f(r[c])
         new["part_time"] = int(v < full_time_hours); new["weekly_hours"] = v
     elif fact == "new_manager":                  # a manager_change job change
         need("manager_changes_12m")
-        new["manager_changes_12m"] = r["manager_changes_12m"] + 1
+        if "manager_changes_12m" in has: new["manager_changes_12m"] = r["manager_changes_12m"] + 1
     else:                                        # a promotion job change: pay compared with the new level's peers
         need("job_level")
         if "job_level" not in has: raise HRDataError("what-if: promotion_level needs the employee's current job_level; the row has none")
