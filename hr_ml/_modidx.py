@@ -8,6 +8,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                 'hr_ml/attrition.py'),
                                  'hr_ml.attrition.AttritionModel._fit_logistic': ( 'attrition.html#attritionmodel._fit_logistic',
                                                                                    'hr_ml/attrition.py'),
+                                 'hr_ml.attrition.AttritionModel._fit_lr': ('attrition.html#attritionmodel._fit_lr', 'hr_ml/attrition.py'),
                                  'hr_ml.attrition.AttritionModel._fit_xgb': ( 'attrition.html#attritionmodel._fit_xgb',
                                                                               'hr_ml/attrition.py'),
                                  'hr_ml.attrition.AttritionModel._nthread': ( 'attrition.html#attritionmodel._nthread',

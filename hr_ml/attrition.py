@@ -258,10 +258,19 @@ def _calibrate(self:AttritionModel, margin, y):
 
 @patch
 def _fit_logistic(self:AttritionModel, M, y, groups=None):
-    "The baseline: with a calibration, fitted on the inner train split and calibrated on the inner validation split (as xgboost)."
-    seed = 0 if self.random_state is None else int(self.random_state)
-    tr, va = _inner_split(y, groups, self.inner_valid_frac, seed) if self.calibration is not None else (np.arange(len(y)), None)
-    M, y, Mva, yva = M[tr], y[tr], (M[va] if va is not None else None), (y[va] if va is not None else None)
+    "The baseline; with a calibration, the calibrator is fitted on held-out scores of a fit on the inner train split, then the regression is refitted on all rows (as scikit-learn's `CalibratedClassifierCV(ensemble=False)`)."
+    if self.calibration is not None:
+        seed = 0 if self.random_state is None else int(self.random_state)
+        tr, va = _inner_split(y, groups, self.inner_valid_frac, seed)
+        self._fit_lr(M[tr], y[tr])
+        held_out = self.design(M[va]) @ np.asarray(self.coef_) + self.intercept_
+    self._fit_lr(M, y)
+    if self.calibration is not None: self._calibrate(held_out, y[va])
+    return self
+
+@patch
+def _fit_lr(self:AttritionModel, M, y):
+    "Scaler, design and penalised logistic regression on rows `M`, `y`."
     self.scaler_ = {}
     for j, c in enumerate(self.feature_names_):
         if c in self.categories_: continue
@@ -275,8 +284,6 @@ def _fit_logistic(self:AttritionModel, M, y, groups=None):
     lr = LogisticRegression(C=1.0, max_iter=1000).fit(D, y)
     self.coef_, self.intercept_ = [float(v) for v in lr.coef_[0]], float(lr.intercept_[0])
     self.design_mean_ = [float(v) for v in D.mean(0)]  # the average training case: the SHAP reference
-    if va is not None: self._calibrate(self.design(Mva) @ np.asarray(self.coef_) + self.intercept_, yva)
-    return self
 
 # %% ../nbs/10_attrition.ipynb #2cb0d6fd
 @patch

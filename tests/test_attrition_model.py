@@ -197,6 +197,7 @@ def test_logistic_calibration_is_fitted_and_used(data, method):
         assert (np.diff(p) >= -1e-12).all() and not np.allclose(p, np.sort(raw.predict_risk(X)))   # monotone in the score, not the raw logistic
     np.testing.assert_allclose(raw.predict_risk(X), 1 / (1 + np.exp(-(raw.design(X) @ np.asarray(raw.coef_) + raw.intercept_))), rtol=1e-12)
     assert raw.calibrator_ is None
+    assert m.coef_ == raw.coef_ and m.intercept_ == raw.intercept_   # refitted on every row: calibration moves the probabilities only
 
 
 def test_groups_keep_employee_together_in_inner_split(data):
