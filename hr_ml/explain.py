@@ -442,8 +442,9 @@ def _export_fact(model:AttritionModel, row:pl.DataFrame, fact:str, v)->pl.DataFr
         raise HRDataError(f"what-if: this one-row export's model has no {what} for {fact} to change; use the `change` form on its own columns")
     for c in pay:
         if row[c][0] is None: raise FactConflict(f"what-if: raise_pct needs {c}, which is empty for this employee (no pay to raise)")
-    return row.with_columns(*[(pl.col(c) * (1 + v / 100)).cast(row.schema[c]) for c in pay],
-                            *[pl.lit(v).cast(row.schema[c]).alias(c) for c in (hike if v > 0 else [])])
+    as_num = lambda c: pl.Float64 if row.schema[c].is_integer() else row.schema[c]   # a raise of an integer salary is not rounded
+    return row.with_columns(*[(pl.col(c) * (1 + v / 100)).cast(as_num(c)) for c in pay],
+                            *[pl.lit(v).cast(as_num(c)).alias(c) for c in (hike if v > 0 else [])])
 
 def facts_for(model:AttritionModel)->list[str]:
     "The facts `what_if_fact` can answer for `model` from its features alone (the API offers these)."
