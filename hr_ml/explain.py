@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['FACTS', 'LEVEL_STEP', 'FULL_TIME_HOURS', 'TOP_LEVEL', 'contributions', 'global_importance', 'value_text',
-           'driver_text', 'drivers', 'plot_beeswarm', 'margin2risk', 'shap_method', 'plot_waterfall', 'what_if',
-           'FactConflict', 'check_fact', 'apply_fact', 'facts_for', 'what_if_fact', 'apply_fact_tables',
-           'what_if_fact_tables']
+           'driver_text', 'drivers', 'plot_beeswarm', 'margin2risk', 'shap_method', 'plot_waterfall', 'interactions',
+           'top_interactions', 'plot_dependence', 'plot_interaction', 'what_if', 'FactConflict', 'check_fact',
+           'apply_fact', 'facts_for', 'what_if_fact', 'apply_fact_tables', 'what_if_fact_tables']
 
 # %% ../nbs/12_explain.ipynb #b60e618d
 import math, re
@@ -287,6 +287,127 @@ def plot_waterfall(phi_row:np.ndarray, # one employee's contributions
     ax.set_xlabel(f'risk of leaving (%): average employee {pos[0]:.0f}% → this employee {pos[-1]:.0f}%' if to_risk is not None
                   else f'log-odds of leaving: average {bias:.2f} → this employee {cum[-1]:.2f}')
     if title: ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/12_explain.ipynb #0242a998
+def interactions(model:AttritionModel, # a fitted model
+                 X,                    # features, same columns as in fit
+                 max_rows:int|None=2000, # at most this many rows (a random sample, `seed`); None: all
+                 seed:int=0,           # sampling seed
+                )->tuple[np.ndarray, np.ndarray]:
+    "Exact SHAP interaction values (n × p × p, log-odds; diagonal: main effects) and the rows used; zeros for a logistic model."
+    n = len(X)
+    rows = np.arange(n) if max_rows is None or n <= max_rows else np.sort(np.random.default_rng(seed).choice(n, int(max_rows), replace=False))
+    Xs = X[rows] if isinstance(X, pl.DataFrame) else X[rows]
+    p = len(model.feature_names_)
+    if model.kind != "xgboost":   # additive in its features: every interaction is exactly zero, the diagonal is the contribution
+        phi, _ = contributions(model, Xs)
+        out = np.zeros((len(rows), p, p)); out[:, np.arange(p), np.arange(p)] = phi
+        return out, rows
+    inter = model.booster_.predict(model.dmatrix(Xs), pred_interactions=True)
+    return inter[:, :p, :p].astype(np.float64), rows
+
+def top_interactions(inter:np.ndarray, # interaction values from `interactions`
+                     names:list[str],  # feature names, in column order
+                     n:int=5,          # pairs returned
+                    )->pl.DataFrame:
+    "The strongest feature pairs by mean |interaction| (both halves, φ[j,k] + φ[k,j]), with their share of all contributions."
+    p = len(names)
+    pair = np.abs(inter + inter.transpose(0, 2, 1)).mean(0)          # |φ_jk + φ_kj| per person, averaged
+    total = np.abs(inter.sum(2)).mean(0).sum() or 1.0
+    j, k = np.triu_indices(p, 1)
+    o = np.argsort(-pair[j, k], kind="stable")[:n]
+    return pl.DataFrame({"feature": [names[a] for a in j[o]], "with": [names[b] for b in k[o]],
+                         "mean_abs_interaction": pair[j, k][o], "share": pair[j, k][o] / total})
+
+# %% ../nbs/12_explain.ipynb #1a991d18
+def _bins(x:np.ndarray, s:np.ndarray, n:int=20, min_rows:int=20):
+    "Quantile bins of `x` (at least `min_rows` rows each): bin centres (median x) and mean of `s` per bin."
+    ok = np.isfinite(x)
+    x, s = x[ok], s[ok]
+    if len(np.unique(x)) <= n:   # few distinct values (a count, a rating): one bin per value
+        u, inv = np.unique(x, return_inverse=True)
+        c = np.bincount(inv)
+        keep = c >= min_rows
+        return u[keep], (np.bincount(inv, s) / np.maximum(c, 1))[keep]
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, min(n, max(len(x) // min_rows, 2)) + 1)))
+    b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
+    c = np.bincount(b, minlength=len(edges) - 1)
+    keep = c > 0
+    med = np.array([np.median(x[b == i]) if c[i] else np.nan for i in range(len(c))])
+    return med[keep], (np.bincount(b, s, minlength=len(c)) / np.maximum(c, 1))[keep]
+
+def plot_dependence(phi:np.ndarray,   # contributions
+                    X:pl.DataFrame,    # feature values of the same rows
+                    names:list[str],   # feature names in column order
+                    features:list[str],# the features to draw, one panel each
+                    planted:dict|None=None, # feature -> per-row planted effect (log-odds), drawn centred over the points
+                    ncols:int=3,       # panels per row
+                    max_points:int=3000, # points drawn per panel (a random sample; the bin means use every row)
+                    seed:int=0,        # sampling seed
+                   ):
+    "SHAP dependence plots: value against contribution per person, the binned mean as a line, and the planted effect where known."
+    import matplotlib.pyplot as plt
+    features = [f for f in features if f in names]
+    nrows = max(1, -(-len(features) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    pick = np.random.default_rng(seed).permutation(len(X))[:max_points]
+    for ax, f in zip(axes.flat, features):
+        j, s = names.index(f), X[f]
+        y = phi[:, j]
+        if s.dtype.is_numeric() or s.dtype == pl.Boolean:
+            x = s.cast(pl.Float64).to_numpy()
+            ax.scatter(x[pick], y[pick], s=3, alpha=.25, c="#4477aa", lw=0)
+            bx, by = _bins(x, y)
+            ax.plot(bx, by, c="#222222", lw=1.8, label="model (mean SHAP)")
+            if planted and f in planted:
+                e = np.asarray(planted[f], float)
+                ok = np.isfinite(x)
+                px, py = _bins(x, e - e[ok].mean() + y[ok].mean())
+                ax.plot(px, py, c="#cc3311", lw=1.8, ls="--", label="planted effect")
+            lo, hi = np.nanpercentile(x, [0.5, 99.5]) if np.isfinite(x).any() else (0, 1)
+            if hi > lo: ax.set_xlim(lo - (hi - lo) * .03, hi + (hi - lo) * .03)
+        else:
+            cats = s.cast(pl.String).fill_null("(missing)")
+            levels = cats.value_counts().sort("count", descending=True)[cats.name].to_list()[:8]
+            means = [float(y[(cats == v).to_numpy()].mean()) for v in levels]
+            ax.barh(range(len(levels)), means, color=["#cc3311" if v > 0 else "#4477aa" for v in means])
+            ax.set_yticks(range(len(levels)), [str(v).replace("_", " ") for v in levels], fontsize=8)
+        ax.axhline(0, c="grey", lw=.6) if s.dtype.is_numeric() or s.dtype == pl.Boolean else ax.axvline(0, c="grey", lw=.6)
+        ax.set_title(_label(f), fontsize=10)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(features):]: ax.set_visible(False)
+    h, l = axes.flat[0].get_legend_handles_labels()
+    if planted: h, l = next(((a.get_legend_handles_labels()) for a in axes.flat if len(a.get_legend_handles_labels()[0]) > 1), (h, l))
+    if h: fig.legend(h, l, loc="lower center", ncol=len(h), frameon=False, fontsize=9)
+    fig.supylabel("SHAP contribution (log-odds of leaving)", fontsize=9)
+    fig.tight_layout(rect=(0, .04 if h else 0, 1, 1))
+    return fig
+
+def plot_interaction(inter:np.ndarray, # interaction values from `interactions`
+                     X:pl.DataFrame,    # feature values of the same rows
+                     names:list[str],   # feature names in column order
+                     feature:str,       # x axis
+                     other:str,         # colour: the feature it interacts with
+                     max_points:int=3000, # points drawn (a random sample)
+                     seed:int=0,
+                     ax=None):
+    "How `feature`'s effect changes with `other`: the interaction part of its contribution against its value, coloured by `other`."
+    import matplotlib.pyplot as plt
+    j, k = names.index(feature), names.index(other)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+    x = X[feature].cast(pl.Float64, strict=False).to_numpy()
+    c = X[other]
+    cv = c.cast(pl.Float64, strict=False).to_numpy() if c.dtype.is_numeric() else c.rank("dense").cast(pl.Float64).to_numpy()
+    y = inter[:, j, k] + inter[:, k, j]
+    pick = np.random.default_rng(seed).permutation(len(x))[:max_points]
+    lo, hi = np.nanpercentile(cv, [5, 95]) if np.isfinite(cv).any() else (0, 1)
+    sc = ax.scatter(x[pick], y[pick], c=np.clip(cv[pick], lo, hi), cmap="coolwarm", s=5, alpha=.6, lw=0)
+    fig.colorbar(sc, ax=ax, label=_label(other))
+    ax.axhline(0, c="grey", lw=.6)
+    ax.set_xlabel(_label(feature)); ax.set_ylabel("interaction part of the contribution (log-odds)")
+    ax.set_title(f"{_label(feature)} matters differently depending on {_words(other)[0] if len(_words(other)) == 1 else ' '.join(_words(other))}", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -68,10 +68,10 @@ def _check_pay(df:pl.DataFrame, where:str, as_of=None)->pl.DataFrame:
     if df.height == 0: raise HRDataError(f"{where}: nobody{at}; check the as_of date and the data.")
     g = df["gender"].value_counts()
     n = dict(zip(g["gender"].to_list(), g["count"].to_list()))
-    if not n.get("female") or not n.get("male"):
-        have = ", ".join(f"{v} {k}" for k, v in sorted(n.items(), key=lambda kv: str(kv[0]))) or "none"
-        raise HRDataError(f"{where}.gender: a single gender among the {df.height:,} employees{at} ({have}); the pay gap needs "
-                          f"both women and men. Check the gender column and its values (female/male).", column="gender")
+    if not n.get("female") and not n.get("male"):     # only women or only men: a complete report, every gap suppressed (`indicators`)
+        have = ", ".join(f"{k}" for k in sorted(n, key=str)) or "none"
+        raise HRDataError(f"{where}.gender: neither women nor men among the {df.height:,} employees{at} (values: {have}); the pay gap "
+                          f"compares women and men. Check the gender column and its values (female/male, or gender_values: in the mapping).", column="gender")
     bad = pl.col("weekly_hours").is_null() | (pl.col("weekly_hours") <= 0)
     nb = df.filter(bad).height
     if nb: raise HRDataError(f"{where}.weekly_hours: {nb:,} employee(s) with zero, negative or missing contracted hours "
@@ -359,6 +359,9 @@ def indicators(pay:pl.DataFrame, # the pay table (`pay_table` or `pay_table_from
            "quartile_bands": [{"band": q, "n": S, "suppressed": True, "female_pct": S, "male_pct": S} for q in (1, 2, 3, 4)] if small
                              else quartile_bands(pay, k),   # a tiny company's report keeps its four bands, each suppressed
            "categories": category_gaps(pay, k=k, factors=None).to_dicts()}
+    if not (nf and nm):   # a company of one gender: nothing to compare (the count itself stays behind `n_female`/`n_male`)
+        res["note"] = (f"only {'men' if nm else 'women'} with pay among the employees: a gender pay gap needs women and men, "
+                       "so every gap and share reads suppressed")
     return res
 
 # %% ../nbs/13_pay_equity.ipynb #1212009c

@@ -95,6 +95,10 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
                    cuts=(0.15, 0.35),   # risk bucket boundaries (Low/Medium, Medium/High)
                   )->tuple[AttritionModel, dict]:
     "Cross-validate both models, pick one (or `kind`), refit it on all rows; return the model and a report."
+    npos = int(ds.y.sum())
+    if min(npos, len(ds.y) - npos) < k:   # every metric, bin and gate of the run would describe fewer than k people
+        raise HRDataError(f"{ds.source}: fewer than {k} {'exits' if npos < k else 'stays'} in the training rows; a model's metrics "
+                          f"would describe fewer than k = {k} people. Add data (more employees or a longer history).")
     params = {'random_state': seed, 'n_jobs': 2, **(model_params or {})}
     cmp = compare_models(ds.X, ds.y, groups=ds.groups, n_splits=n_splits, n_repeats=n_repeats, seed=seed,
                          params=params, progress=progress)
@@ -135,6 +139,9 @@ def backtest(ds:Dataset,            # model-ready rows; only event data (snapsho
     for rows, what in ((tr, f'training snapshots (labels closed by {cut})'), (te, f'{year} snapshots')):
         if rows['label'].n_unique() < 2:
             return {'applicable': False, 'reason': f"the {what} hold only {'exits' if rows['label'][0] else 'stays'}; AUC needs both"}
+    if min(te['label'].sum(), te.height - te['label'].sum()) < k:   # a test year about fewer than k leavers (or stayers) shows nothing
+        return {'applicable': False, 'reason': f"the {year} snapshots hold fewer than {k} exits or stays; figures about so few "
+                                               f"people are suppressed (k = {k})"}
     cols = ds.X.columns
     m = clone(model).fit(tr.select(cols), tr['label'].to_numpy(), groups=F.groups(tr))
     y, p = te['label'].to_numpy(), m.predict_risk(te.select(cols))

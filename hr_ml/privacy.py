@@ -25,12 +25,40 @@ PAY_EQUITY_KEYS = ('gender', 'gender_values', 'pay', 'base_pay', 'period', 'hour
                    'categories', 'factors', 'categorical', 'hire_date', 'id', 'as_of', 'leavers')
 MAPPING_KEYS = tuple(dict.fromkeys(HRIS_KEYS + ROW_KEYS))
 
+_NUM = (int, float)
+_is = lambda *t: (lambda v: isinstance(v, t) and not (isinstance(v, bool) and bool not in t))
+_names = lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v))
+_KEY_TYPES = {  # key -> (what it must be, check, example); a key not listed takes any value its reader checks itself
+    **{k: ("a column name", _is(str, int), "Gender") for k in ('id', 'target', 'gender', 'pay', 'base_pay', 'variable_pay', 'currency', 'hire_date')},
+    **{k: ("a text", _is(str), "';'") for k in ('period', 'delimiter', 'decimal', 'encoding', 'salt', 'date_format', 'leavers')},
+    'hours': ("a column name or a number of weekly hours", _is(str, int, float), "37.5"),
+    'tenant': ("a tenant id or a column name", _is(str, int), "ACME"),
+    'positive': ("one value (text, number or yes/no)", _is(str, int, float, bool), "'Yes'"),
+    'negative': ("a value or a list of values", lambda v: _is(str, int, float, bool)(v) or (isinstance(v, list) and all(_is(str, int, float, bool)(x) for x in v)),
+                 "[No, Retired]"),
+    'as_of': ("a date", lambda v: isinstance(v, (str,)) or hasattr(v, 'isoformat'), "2024-06-30"),
+    **{k: ("a list of column names", _names, "[A, B]") for k in ('protected', 'drop', 'hash', 'keep', 'categorical', 'actionable', 'categories')},
+    'allow_protected': ("true or false", _is(bool), "true"),
+    'factors': ("a list of column names, or {column: name}", lambda v: _names(v) or (isinstance(v, dict) and all(isinstance(x, str) for x in v.values())),
+                "{YearsAtCompany: tenure_years}"),
+    **{k: ("a {key: value} mapping", _is(dict), "{F: female}") for k in ('values', 'gender_values', 'defaults', 'columns', 'tables', 'date_formats', 'pay_equity')},
+    'rates': ("{currency: positive number}", lambda v: isinstance(v, dict) and all(isinstance(x, _NUM) and not isinstance(x, bool) and x > 0 for x in v.values()),
+              "{EUR: 1.0, CHF: 1.05}"),
+    **{k: ("a number of at least 0.5 (above 1: no column is ever flagged)", lambda v: isinstance(v, _NUM) and not isinstance(v, bool) and v >= .5, "0.95")
+       for k in ('leak_auc', 'suspect_auc')},
+}
+
+def _describe(v)->str:
+    "A short description of a YAML value for a message: its kind and, for a scalar, the value."
+    kind = {dict: "a mapping", list: "a list", bool: "yes/no", str: "the text", int: "the number", float: "the number"}.get(type(v), type(v).__name__)
+    return f"{kind} {v!r}" if isinstance(v, (str, int, float, bool)) and len(repr(v)) < 40 else kind
+
 def check_keys(m:dict|None,               # a mapping (or its `pay_equity:` section)
                known=MAPPING_KEYS,        # the keys allowed here
                source:str='<mapping>',    # where the mapping came from, for the message
                section:str='',            # 'pay_equity.' for the section
               )->dict:
-    "Refuse a key not in `known` with a did-you-mean; check the `pay_equity:` section too."
+    "Refuse a key not in `known` (with a did-you-mean) or holding the wrong kind of value; check the `pay_equity:` section too."
     m = m or {}
     for k in m:
         if str(k).startswith('_') or k in known: continue
@@ -38,6 +66,10 @@ def check_keys(m:dict|None,               # a mapping (or its `pay_equity:` sect
         hint = f" did you mean '{section}{close[0]}'?" if close else ""
         raise HRDataError(f"mapping {source}: unknown mapping key '{section}{k}';{hint} Known keys{' of ' + section.rstrip('.') if section else ''}: "
                           f"{', '.join(known)}. Fix or remove it (see the mapping format in the README).")
+    for k, v in m.items():   # each known key holds the kind of value it means
+        if k in _KEY_TYPES and v is not None and not _KEY_TYPES[k][1](v):
+            what, _, eg = _KEY_TYPES[k]
+            raise HRDataError(f"mapping {source}: {section}{k} must be {what} (e.g. {k}: {eg}), got {_describe(v)}. Fix the mapping.")
     if isinstance(m.get('pay_equity'), dict) and not section: check_keys(m['pay_equity'], PAY_EQUITY_KEYS, source, 'pay_equity.')
     return m
 

@@ -93,14 +93,14 @@ def _hris_bad(case):
     t = tables_from(HAND)
     emp, comp = t["employees"], t["compensation"]
     if case == "no_gender": emp = emp.drop("gender")
-    if case == "single_gender": emp = emp.with_columns(gender=pl.lit("male"))
+    if case == "single_gender": emp = emp.with_columns(gender=pl.lit("undisclosed"))
     if case == "zero_hours": emp = emp.with_columns(weekly_hours=pl.when(pl.col("employee_id") == "W4").then(0.0).otherwise(pl.col("weekly_hours")))
     if case == "pay_missing": comp = comp.with_columns(base_salary=pl.when(pl.col("employee_id").is_in(["W1", "W2", "W3", "W4", "M1", "M2", "M3", "M4", "X1"])).then(None).otherwise(pl.col("base_salary")))
     if case == "currency_mix": comp = comp.with_columns(currency=pl.when(pl.col("employee_id") == "M2").then(pl.lit("USD")).otherwise(pl.lit("EUR")))
     return {"employees": emp, "compensation": comp}
 
 
-@pytest.mark.parametrize("case,words", [("no_gender", "no gender column"), ("single_gender", "single gender"),
+@pytest.mark.parametrize("case,words", [("no_gender", "no gender column"), ("single_gender", "neither women nor men"),
                                         ("zero_hours", "T1/W4"), ("pay_missing", "ops / 1"), ("currency_mix", "USD")])
 def test_hris_bad_input(case, words):
     with pytest.raises(HRDataError, match=words) as e: PE.pay_table(_hris_bad(case))
@@ -138,7 +138,7 @@ def export_rows():
 
 BAD = {  # case: (change to the export, extra mapping text / None to drop gender from the mapping, words in the error)
     "no_gender": (lambda d: d.drop("Sex"), "drop_gender", ["no gender column"]),
-    "single_gender": (lambda d: d.with_columns(Sex=pl.lit("F")), "", ["single gender"]),
+    "no_women_no_men": (lambda d: d.with_columns(Sex=pl.lit("D")), "", ["neither women nor men", "non_binary"]),
     "zero_hours": (lambda d: d.with_columns(Hours=pl.when(pl.col("Id") == "E007").then(0).otherwise(pl.col("Hours"))), "", ["hours", "E007"]),
     "pay_missing": (lambda d: d.with_columns(Salary=pl.when(pl.col("Family") == "eng").then(None).otherwise(pl.col("Salary"))), "",
                     ["missing for everyone", "eng / 2"]),
@@ -170,6 +170,9 @@ def cli(tmp_path_factory):
         m = MAPPING.replace("  gender: Sex\n", "") if extra == "drop_gender" else MAPPING + extra
         (d / f"{case}.yaml").write_text(m)
         jobs[case] = ["report", "pay-equity", "--data", d / f"{case}.csv", "--mapping", d / f"{case}.yaml", "--no-progress", "--out", d / case]
+    export_rows().with_columns(Sex=pl.lit("F")).write_csv(d / "women_only.csv")
+    jobs["women_only"] = ["report", "pay-equity", "--data", d / "women_only.csv", "--mapping", d / "mapping.yaml", "-p", "n_boot=0",
+                          "--no-progress", "--out", d / "women_only"]
     with ThreadPoolExecutor(len(jobs)) as ex:
         res = dict(zip(jobs, ex.map(lambda a: hr_ml(*a), jobs.values())))
     return d, res
@@ -225,6 +228,17 @@ def test_export_run_hides_four_women(cli):
     # the regression still used everyone, with the export's factors
     assert m["objective_factors"] == ["Family", "Grade", "tenure_years"]
     assert isinstance(m["unexplained_gap_pct"], float)
+
+
+def test_one_gender_export_complete_suppressed_report(cli):
+    "An export of women only: the job runs, every gap reads suppressed, and the report says why."
+    d, res = cli
+    r = res["women_only"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (run,) = runs_in(d / "women_only")
+    m = json.loads((run / "indicators.json").read_text())
+    assert m["mean_gap_pct"] == S5 and m["unexplained_gap_pct"] == S5 and "only women" in m["note"]
+    assert "No gap can be reported" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize("case", list(BAD))

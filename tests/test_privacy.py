@@ -360,8 +360,7 @@ def salted_run(tmp_path_factory):
 def _text_of(f: Path) -> str:
     if f.suffix == ".parquet":
         t = pl.read_parquet(f)
-        return json.dumps(t.cast({c: pl.String for c in t.columns if t[c].dtype != pl.String}, strict=False).to_dicts()
-                          if t.width else [], default=str) + " ".join(t.columns)
+        return json.dumps(t.to_dicts() if t.width else [], default=str) + " ".join(t.columns)
     if f.suffix == ".json": return json.dumps(json.loads(f.read_text()))
     return f.read_bytes().decode("utf-8", errors="replace")
 
@@ -393,3 +392,49 @@ def test_cli_score_refuses_identifier(salted_run, demo, tmp_path):
     demo.with_columns(pl.Series("JobRole", SALTED["EmployeeName"])).write_csv(tmp_path / "new.csv")
     assert_refused(hr_ml("score", "--model", run, "--data", tmp_path / "new.csv", "--out", tmp_path / "s" / "x.parquet", "--no-progress"),
                    tmp_path / "s", "column 'JobRole', row 2: holds person names")
+
+
+# ---------------------------------------------------------------- monitor and serve: the same gate on their inputs and outputs
+def test_cli_monitor_refuses_identifier(salted_run, demo, tmp_path):
+    "A new export for monitoring with names in a business column: refused in one line, no monitor folder."
+    d, run, _ = salted_run
+    demo.with_columns(pl.Series("JobRole", SALTED["EmployeeName"])).write_csv(tmp_path / "new.csv")
+    out = tmp_path / "mon"
+    assert_refused(hr_ml("monitor", "--model", run, "--data", tmp_path / "new.csv", "-p", "n_boot=10", "--no-progress", "--out", out),
+                   out, "column 'JobRole', row 2: holds person names")
+
+
+def test_cli_monitor_salted_export_leaks_nothing(salted_run, tmp_path):
+    "The salted training export monitored with the model's own mapping (hash/drop): no identifier in any file it writes."
+    d, run, _ = salted_run
+    out = tmp_path / "mon"
+    r = hr_ml("monitor", "--model", run, "--data", d / "export.csv", "-p", "n_boot=10", "--no-progress", "--out", out)
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "monitor.json" for p in files) and _leaked(out) == []
+    assert not any(v in r.stdout + r.stderr for c in ("Email", "ManagerName", "EmployeeName") for v in SALTED[c])
+
+
+def test_api_refuses_identifier_and_logs_none(salted_run, demo, tmp_path):
+    "The scoring API of the salted run: an e-mail address in a text feature is a 422 naming the field, and reaches no log."
+    from fastapi.testclient import TestClient
+    from hr_ml.serve import create_app, create_key, load_served_model
+    d, run, _ = salted_run
+    model = load_served_model(str(run))
+    state = tmp_path / "state"
+    kid, secret = create_key("ACME", state)
+    client = TestClient(create_app(model, state))
+    cols = model.recipe_["columns"]
+    row = {c: (float(demo[c][0]) if k["kind"] == "number" else demo[c][0]) for c, k in cols.items() if c in demo.columns}
+    email = SALTED["Email"][0]
+    bad = {**row, "JobRole": email}
+    r = client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"},
+                    json={"employees": [{"employee_id": "E1", "features": bad}]})
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]                                                      # FastAPI's 422 shape: one error, one line
+    assert "\n" not in err["msg"] and "column 'JobRole', record 1: holds e-mail addresses" in err["msg"] and email not in r.text
+    ok = client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"},
+                     json={"employees": [{"employee_id": email, "features": row}]})      # an e-mail as the employee id
+    logged = "".join(p.read_text() for p in (state / "audit").rglob("*") if p.is_file()) if (state / "audit").exists() else ""
+    assert email not in logged
+    if ok.status_code == 200: assert email not in json.dumps([e["drivers"] for e in ok.json()["employees"]])

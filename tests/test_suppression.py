@@ -116,10 +116,27 @@ def test_tiny_company_fully_suppressed(name, k):
     assert isinstance(doc["mean_gap_pct"], str) == few and isinstance(doc["unexplained_gap_pct"], str) == few   # gaps of fewer than k women or men
 
 
-@pytest.mark.parametrize("rows,words", [([W(1)], "single gender"), ([X(1)], "single gender"), ([M(1), M(2), M(3)], "single gender")])
-def test_one_gender_company_one_line(rows, words):
+@pytest.mark.parametrize("rows", [[W(1)], [M(1), M(2), M(3)], [*(M(i) for i in range(12)), X(1)], [*(W(i, var=1) for i in range(9))]])
+@pytest.mark.parametrize("k", [2, 5])
+def test_one_gender_company_complete_and_suppressed(rows, k):
+    "Only women or only men: not refused; a complete report in which every gap and share reads suppressed, and says why."
+    rep, cats = PE.report(PE.pay_table(tables_from(rows)), k, n_boot=0)
+    doc = json.loads(json.dumps(rep))
+    assert scan_for_small(doc, k) == [] and scan_for_small(cats, k) == []
+    S = PE.suppressed(k)
+    for key in ("mean_gap_pct", "median_gap_pct", "basic_mean_gap_pct", "basic_median_gap_pct", "variable_mean_gap_pct",
+                "variable_median_gap_pct", "unexplained_gap_pct", "n_female", "n_male"):
+        assert doc[key] == S, key
+    assert list(doc["variable_pay_share"].values()) == [S, S] and doc["unexplained_gap_ci95"] == [S, S]
+    assert [b["band"] for b in doc["quartile_bands"]] == [1, 2, 3, 4] and all(b["suppressed"] for b in doc["quartile_bands"])
+    assert ("only women" if rows[0][1] == "female" else "only men") in doc["note"]
+
+
+@pytest.mark.parametrize("rows", [[X(1)], [X(1), X(2), X(3)]])
+def test_no_women_and_no_men_one_line(rows):
+    "No one coded female or male is a coding problem (gender_values), not a company: refused in one line."
     with pytest.raises(HRDataError) as e: PE.pay_table(tables_from(rows))
-    assert words in one_line(e)
+    assert "neither women nor men" in one_line(e) and "gender_values" in one_line(e)
 
 
 def test_variable_pay_share_of_three_recipients_suppressed():
@@ -313,3 +330,23 @@ def test_three_people_monitored_without_their_figures(runs):
     assert doc["n"] == "fewer than 5" and doc["score"]["mean"] is None and doc["drift"] == []
     html = (runs["monitor_three"] / "report.html").read_text()
     assert "fewer than 5 people" in html.lower()
+
+
+# ---------------------------------------------------------------- training on fewer than k exits: refused, nothing about them shown
+@pytest.mark.parametrize("exits,k", [(4, 5), (5, 6), (2, 3)])
+def test_training_on_fewer_than_k_exits_refused(exits, k):
+    "A model trained on 4 leavers would publish metrics, bins and gates about 4 people: refused in one line (the count not shown)."
+    from hr_ml.monitor import read_rows
+    from hr_ml.pipeline import choose_and_fit
+    from hr_ml.tabular import demo_export, prepare_table
+    m = {"id": "EmployeeNumber", "target": "Attrition", "positive": "Yes", "protected": ["Age", "Gender", "MaritalStatus"],
+         "drop": ["DailyRate", "HourlyRate", "MonthlyRate"]}
+    d = Path(tempfile.mkdtemp())
+    df = demo_export(n=300, seed=4, duplicates=0)
+    df = df.with_columns(Attrition=pl.when(pl.int_range(pl.len()) < exits).then(pl.lit("Yes")).otherwise(pl.lit("No")))
+    df.write_csv(d / "export.csv")
+    rows = read_rows(d / "export.csv", m)
+    prep = prepare_table(rows.df, m, source=rows.source, n_splits=2)
+    with pytest.raises(HRDataError) as e: choose_and_fit(prep, n_splits=2, n_repeats=1, k=k)
+    msg = one_line(e)
+    assert f"fewer than {k} exits" in msg and f" {exits} exits" not in msg
