@@ -136,7 +136,7 @@ class AttritionModel(ClassifierMixin, BaseEstimator):
                  early_stopping_rounds=30,   # stop after this many rounds without log-loss gain on the inner split; None: all rounds
                  inner_valid_frac=0.2,       # share of rows (grouped by `groups`) held out for early stopping and calibration
                  monotone=None,              # {feature: +1 or -1}: risk may only rise (+1) or fall (-1) with a numeric feature
-                 calibration="sigmoid",      # "sigmoid" (Platt), "isotonic" (needs more data) or None, fitted on the inner split
+                 calibration="sigmoid",      # "sigmoid" (Platt), "isotonic" (needs more data) or None, fitted on the inner split (both kinds)
                  categorical=None,           # categorical columns; None: the string columns
                  allow_protected=False,      # allow protected attributes as features (only after a documented review)
                  protected=None,             # protected column names; None: hr_ml.schema.PROTECTED (and always `prot_*`)
@@ -223,7 +223,7 @@ def fit(self:AttritionModel,
     self.n_features_in_, self.classes_ = len(self.feature_names_), np.array([0, 1])
     self.booster_ = self.calibrator_ = self.best_iteration_ = self.scaler_ = self.coef_ = self.intercept_ = self.design_names_ = None
     M = self.encode(X)
-    return self._fit_xgb(M, y, groups) if self.kind == "xgboost" else self._fit_logistic(M, y)
+    return self._fit_xgb(M, y, groups) if self.kind == "xgboost" else self._fit_logistic(M, y, groups)
 
 @patch
 def _fit_xgb(self:AttritionModel, M, y, groups):
@@ -243,18 +243,34 @@ def _fit_xgb(self:AttritionModel, M, y, groups):
     best = bst.best_iteration if es else self.n_estimators - 1
     bst.set_attr(best_iteration=None, best_score=None)
     self.booster_, self.best_iteration_ = bst[: best + 1], int(best)
-    if self.calibration is not None:
-        margin = self.booster_.predict(dva, output_margin=True)
-        if self.calibration == "sigmoid":
-            a, b = _fit_logit(margin, y[va])
-            self.calibrator_ = {"method": "sigmoid", "a": a, "b": b, "n": int(len(va))}
-        else:
-            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(_sigmoid(margin), y[va])
-            self.calibrator_ = {"method": "isotonic", "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_], "n": int(len(va))}
+    if self.calibration is not None: self._calibrate(self.booster_.predict(dva, output_margin=True), y[va])
     return self
 
 @patch
-def _fit_logistic(self:AttritionModel, M, y):
+def _calibrate(self:AttritionModel, margin, y):
+    "Fit the calibrator (`self.calibration`) on held-out margins and labels: the same step for both kinds."
+    if self.calibration == "sigmoid":
+        a, b = _fit_logit(margin, y)
+        self.calibrator_ = {"method": "sigmoid", "a": a, "b": b, "n": int(len(y))}
+    else:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(_sigmoid(margin), y)
+        self.calibrator_ = {"method": "isotonic", "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_], "n": int(len(y))}
+
+@patch
+def _fit_logistic(self:AttritionModel, M, y, groups=None):
+    "The baseline; with a calibration, the calibrator is fitted on held-out scores of a fit on the inner train split, then the regression is refitted on all rows (as scikit-learn's `CalibratedClassifierCV(ensemble=False)`)."
+    if self.calibration is not None:
+        seed = 0 if self.random_state is None else int(self.random_state)
+        tr, va = _inner_split(y, groups, self.inner_valid_frac, seed)
+        self._fit_lr(M[tr], y[tr])
+        held_out = self.design(M[va]) @ np.asarray(self.coef_) + self.intercept_
+    self._fit_lr(M, y)
+    if self.calibration is not None: self._calibrate(held_out, y[va])
+    return self
+
+@patch
+def _fit_lr(self:AttritionModel, M, y):
+    "Scaler, design and penalised logistic regression on rows `M`, `y`."
     self.scaler_ = {}
     for j, c in enumerate(self.feature_names_):
         if c in self.categories_: continue
@@ -268,7 +284,6 @@ def _fit_logistic(self:AttritionModel, M, y):
     lr = LogisticRegression(C=1.0, max_iter=1000).fit(D, y)
     self.coef_, self.intercept_ = [float(v) for v in lr.coef_[0]], float(lr.intercept_[0])
     self.design_mean_ = [float(v) for v in D.mean(0)]  # the average training case: the SHAP reference
-    return self
 
 # %% ../nbs/10_attrition.ipynb #2cb0d6fd
 @patch
@@ -276,12 +291,12 @@ def predict_risk(self:AttritionModel, X)->np.ndarray:
     "Calibrated probability of leaving, one per row of `X`."
     check_is_fitted(self)
     M = self.encode(X)
-    if self.kind == "logistic": return _sigmoid(self.design(M) @ np.asarray(self.coef_) + self.intercept_)
+    if self.kind == "logistic": return self.risk_from_margin(self.design(M) @ np.asarray(self.coef_) + self.intercept_)
     return self.risk_from_margin(self.booster_.predict(self.dmatrix(M), output_margin=True))
 
 @patch
 def risk_from_margin(self:AttritionModel, margin)->np.ndarray:
-    "Calibrated probability from the booster's raw margin (log-odds): the last step of `predict_risk` for xgboost models."
+    "Calibrated probability from the model's raw margin (log-odds: the booster's, or the logistic score): the last step of `predict_risk`."
     margin = np.asarray(margin, dtype=np.float64)
     cal = self.calibrator_
     if cal is None: return _sigmoid(margin)

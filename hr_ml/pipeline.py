@@ -91,7 +91,8 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
                    model_params:dict|None=None, # AttritionModel parameters (both kinds)
                    kind:str='auto',     # 'auto' (better by CV), 'xgboost' or 'logistic'
                    progress:bool=False,
-                   k:int=5,             # reliability bins of fewer people are suppressed
+                   k:int=5,             # reliability bins and risk buckets of fewer people are suppressed
+                   cuts=(0.15, 0.35),   # risk bucket boundaries (Low/Medium, Medium/High)
                   )->tuple[AttritionModel, dict]:
     "Cross-validate both models, pick one (or `kind`), refit it on all rows; return the model and a report."
     npos = int(ds.y.sum())
@@ -107,8 +108,9 @@ def choose_and_fit(ds:Dataset,          # model-ready rows
     model = AttritionModel(kind=chosen, **{k: v for k, v in params.items() if k != 'kind'}).fit(ds.X, ds.y, groups=ds.groups)
     model.recipe_ = ds.recipe   # saved in model.json: scoring makes a new export's features the same way
     cal = lambda oof, ok: calibration_bins(ds.y[ok], oof[ok], k=k)     # reliability table of the out-of-fold risks
-    cv = {k: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'], 'calibration': cal(v['oof'], np.isfinite(v['oof']))}
-          for k, v in cmp['cv'].items()}
+    per_bucket = lambda oof, ok: bucket_table(ds.y[ok], oof[ok], tuple(cuts), k=k).to_dicts()   # calibration per risk bucket
+    cv = {kd: {'mean': v['mean'], 'std': v['std'], 'summary': v['summary'], 'calibration': cal(v['oof'], np.isfinite(v['oof'])),
+               'buckets': per_bucket(v['oof'], np.isfinite(v['oof']))} for kd, v in cmp['cv'].items()}
     return model, {'chosen': chosen, 'reason': reason, 'cv': cv, 'oof': cmp['cv'][chosen]['oof']}
 
 # %% ../nbs/15_pipeline.ipynb #fd5a9679
@@ -121,7 +123,8 @@ def backtest(ds:Dataset,            # model-ready rows; only event data (snapsho
              model:AttritionModel,  # the chosen model: a clone with its parameters is trained on the past
              horizon_months:int=12, # label window
              n_bins:int=10,         # calibration bins
-             k:int=5,               # calibration bins of fewer people are suppressed
+             k:int=5,               # calibration bins and risk buckets of fewer people are suppressed
+             cuts=(0.15, 0.35),     # risk bucket boundaries (Low/Medium, Medium/High)
             )->dict:
     "Train as the job would have on 31 December before the last snapshot year, test on that year's snapshots."
     from sklearn.base import clone
@@ -146,7 +149,7 @@ def backtest(ds:Dataset,            # model-ready rows; only event data (snapsho
     return {'applicable': True, 'test_year': year,
             'train_period': {**_period(tr['as_of']), 'labels_closed_by': str(cut)}, 'test_period': _period(te['as_of']),
             'n_train': tr.height, 'n_train_pos': int(tr['label'].sum()), 'n_test': met.pop('n'), 'n_test_pos': met.pop('n_pos'),
-            **met, 'calibration': calibration_bins(y, p, n_bins, k)}
+            **met, 'calibration': calibration_bins(y, p, n_bins, k), 'buckets': bucket_table(y, p, tuple(cuts), k=k).to_dicts()}
 
 # %% ../nbs/15_pipeline.ipynb #11a7407d
 _ROWS = [("rows scored", "n", "n_test"), ("exits", "n_pos", "n_test_pos"), ("exit rate", "base_rate", "base_rate"),

@@ -4,20 +4,21 @@
 
 # %% auto #0
 __all__ = ['FEATURE_DTYPES', 'NULLABLE', 'load_served_model', 'create_key', 'list_keys', 'revoke_key', 'KeyStore', 'pseudonym',
-           'purge_audit', 'AuditLog', 'erase', 'ModelInfo', 'Driver', 'EmployeeScore', 'ScoreResponse',
-           'WhatIfResponse', 'Ready', 'ErrorMessage', 'request_models', 'score_rows', 'create_app', 'serve']
+           'purge_audit', 'AuditLog', 'erase', 'ModelInfo', 'Driver', 'EmployeeScore', 'ScoreResponse', 'Changed',
+           'FactOut', 'WhatIfResponse', 'Ready', 'ErrorMessage', 'ErrorItem', 'Conflict', 'request_models',
+           'score_rows', 'create_app', 'serve']
 
 # %% ../nbs/31_serve.ipynb #44228a7e
 import os, re, sys, json, hmac, time, uuid, fcntl, hashlib, secrets, weakref, threading, contextlib, datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 import numpy as np, polars as pl, xgboost as xgb
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, RootModel, StrictBool, StrictStr, Tag, ValidationError, create_model
 from pydantic_core import to_json
 import hr_ml
 from .schema import HRDataError
 from .attrition import AttritionModel, buckets
-from .explain import drivers, driver_text, what_if
+from .explain import drivers, driver_text, what_if, what_if_fact, facts_for, FACTS, TOP_LEVEL, FactConflict
 from .features import FEATURES, CATEGORICAL, ACTIONABLE
 from .tabular import actionable_features
 from .treeshap import tree_shap
@@ -379,17 +380,30 @@ class ScoreResponse(BaseModel):
     n: int
     employees: list[EmployeeScore]
 
+class Changed(BaseModel):
+    "One feature a what-if changed."
+    feature: str
+    old: Optional[Union[float, int, str]]
+    new: Optional[Union[float, int, str]]
+
+class FactOut(BaseModel):
+    "The HR fact a what-if applied."
+    name: str
+    value: Union[bool, int, float, str]
+
 class WhatIfResponse(BaseModel):
     model: ModelInfo
     employee_id: str
-    feature: str
-    old_value: Optional[Union[float, int]]
-    new_value: Union[float, int]
+    feature: Optional[str] = Field(None, description="the feature changed (a `change` request); null for a `fact`")
+    old_value: Optional[Union[float, int]] = None
+    new_value: Optional[Union[float, int]] = None
+    fact: Optional[FactOut] = Field(None, description="the HR fact applied (a `fact` request); null for a `change`")
     old_risk: float
     new_risk: float
     change: float
     old_bucket: Literal["Low", "Medium", "High"]
     new_bucket: Literal["Low", "Medium", "High"]
+    changed: list[Changed] = Field(description="every feature that changed, old -> new (a fact re-derives all that depend on it)")
     warnings: list[str]
 
 class Ready(BaseModel):
@@ -398,6 +412,15 @@ class Ready(BaseModel):
 
 class ErrorMessage(BaseModel):
     detail: str
+
+class ErrorItem(BaseModel):
+    loc: list[Union[str, int]]
+    msg: str
+    type: str
+
+class Conflict(BaseModel):
+    "A what-if fact that the employee's record rules out, in one line."
+    detail: list[ErrorItem]
 
 def request_models(model:AttritionModel,  # the served model
                    max_batch:int=10_000,  # most employees per scoring request
@@ -413,9 +436,20 @@ def request_models(model:AttritionModel,  # the served model
     if not changes: change_t = create_model("Change", __config__=ConfigDict(extra="forbid", strict=True), feature=(StrictStr, ...), value=(float, ...))
     elif len(changes) == 1: change_t = changes[0]
     else: change_t = Annotated[Union[tuple(changes)], Field(discriminator="feature")]
-    WhatIf = create_model("WhatIfRequest", __config__=ConfigDict(extra="forbid", strict=True),
-                          employee_id=(_ID, ...), features=(Feats, ...),
-                          change=(change_t, Field(description="the actionable feature to change and its new value")))
+    cfg = ConfigDict(extra="forbid", strict=True)
+    num = lambda **b: Annotated[float, Field(strict=True, allow_inf_nan=False, **b)]
+    values = {"raise_pct": num(gt=-50, le=100), "weekly_hours": num(gt=0, le=80),
+              "new_manager": Union[Literal[True], Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"\S")]],
+              "promotion_level": Annotated[int, Field(strict=True, ge=1, le=TOP_LEVEL), BeforeValidator(_integral)]}
+    facts = [create_model("Fact_" + f, __config__=cfg, name=(Literal[f], Field(description=FACTS[f])), value=(values[f], ...)) for f in facts_for(model)]
+    fact_t = facts[0] if len(facts) == 1 else Annotated[Union[tuple(facts)], Field(discriminator="name")] if facts else None
+    kw = dict(__config__=cfg, employee_id=(_ID, ...), features=(Feats, ...))
+    by_change = create_model("WhatIfChange", **kw, change=(change_t, Field(description="the actionable feature to change and its new value")))
+    if fact_t is None: return Score, type("WhatIfRequest", (RootModel[by_change],), {"__doc__": "One employee and one change."})
+    by_fact = create_model("WhatIfFact", **kw, fact=(fact_t, Field(description="an HR fact on the scoring date; every dependent feature is re-derived")))
+    pick = lambda v: "fact" if (("fact" in v and "change" not in v) if isinstance(v, dict) else hasattr(v, "fact")) else "change"
+    either = Annotated[Union[Annotated[by_change, Tag("change")], Annotated[by_fact, Tag("fact")]], Discriminator(pick)]
+    WhatIf = type("WhatIfRequest", (RootModel[either],), {"__doc__": "One employee and either a `change` of one feature or an HR `fact`."})
     return Score, WhatIf
 
 # %% ../nbs/31_serve.ipynb #260b4deb
@@ -664,6 +698,10 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
         if len(errs) > 20: detail.append({"loc": ["body"], "msg": f"... and {len(errs) - 20} more errors", "type": "too_many_errors"})
         return JSONResponse({"detail": detail}, status_code=422)
 
+    @app.exception_handler(FactConflict)
+    async def _conflict(request:Request, exc:FactConflict):   # the fact is valid, but this employee's record rules it out
+        return JSONResponse({"detail": [{"loc": ["body", "fact"], "msg": str(exc), "type": "fact_conflict"}]}, status_code=409)
+
     @app.exception_handler(HRDataError)
     async def _hr_error(request:Request, exc:HRDataError):
         return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
@@ -700,22 +738,32 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
         metrics.scored.labels("scores").inc(len(res))
         return _json({"model": info, "n": len(res), "employees": res})
 
-    @app.post("/v1/tenants/{tenant_id}/attrition/what-if", tags=["attrition"], response_model=WhatIfResponse, responses=_ERR,
-              summary="Old and new risk when one actionable feature of one employee changes")
-    def whatif(tenant_id:str, body:WhatIf, key_id:str=Depends(tenant_key)):
+    @app.post("/v1/tenants/{tenant_id}/attrition/what-if", tags=["attrition"], response_model=WhatIfResponse,
+              responses={**_ERR, 409: {"model": Conflict, "description": "the fact conflicts with the employee's record (e.g. a promotion to her own level)"}},
+              summary="Old and new risk when one actionable feature, or one HR fact, of one employee changes")
+    def whatif(tenant_id:str, request:WhatIf, key_id:str=Depends(tenant_key)):
+        body = request.root                        # a WhatIfChange or a WhatIfFact
         cols = _columns(model, [body.features])
-        value = body.change.value
-        if getattr(model, "recipe_", None):  # a one-row model: the new value as the export writes it (Yes/No, a date)
-            from hr_ml.tabular import table_columns
-            value = table_columns({body.change.feature: [value]}, model.recipe_)[body.change.feature][0]
-        with serial: r = what_if(model, _frame(model, cols), body.change.feature, value, cuts=cuts)
+        if hasattr(body, "fact"):                  # the same function as hr_ml.explain.what_if_fact
+            with serial: r = what_if_fact(model, _frame(model, cols), body.fact.name, body.fact.value, cuts=cuts)
+            r = {"feature": None, "old_value": None, "new_value": None, "fact": {"name": r.pop("fact"), "value": r.pop("value")}, **r}
+            what = {"fact": r["fact"]["name"]}
+            new = [w for c in r["changed"] if (w := range_note(c["feature"], c["new"], getattr(model, "training_range_", None) or {}))]
+        else:
+            value = body.change.value
+            if getattr(model, "recipe_", None):  # a one-row model: the new value as the export writes it (Yes/No, a date)
+                from hr_ml.tabular import table_columns
+                value = table_columns({body.change.feature: [value]}, model.recipe_)[body.change.feature][0]
+            with serial: r = what_if(model, _frame(model, cols), body.change.feature, value, cuts=cuts)
+            r = {**r, "fact": None}
+            what = {"feature": r["feature"]}
+            new = [w for w in [range_note(body.change.feature, body.change.value, getattr(model, "training_range_", None) or {})] if w]  # the new value, too
         _audit([{"tenant": tenant_id, "employee": audit.pseudonym(tenant_id, body.employee_id), "route": "what-if", "request_id": uuid.uuid4().hex,
                  "model": info["name"], "model_version": info["version"], "model_sha256": info["sha256"],
                  "risk": r["old_risk"], "bucket": r["old_bucket"], "key_id": key_id,
-                 "what_if": {"feature": r["feature"], "new_risk": r["new_risk"], "new_bucket": r["new_bucket"]}}])
+                 "what_if": {**what, "new_risk": r["new_risk"], "new_bucket": r["new_bucket"]}}])
         metrics.scored.labels("what-if").inc()
-        new = range_note(body.change.feature, body.change.value, getattr(model, "training_range_", None) or {})  # the new value, too
-        return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0] + ([f"new value: {new}"] if new else [])})
+        return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0] + [f"new value: {w}" for w in new]})
 
     def openapi():
         "FastAPI's spec plus the schema of the scoring request, which that route validates itself."

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from hr_ml.attrition import AttritionModel
-from hr_ml.explain import drivers, what_if
+from hr_ml.explain import drivers, what_if, what_if_fact
 from hr_ml.features import FEATURES, build_features
 from hr_ml.schema import HRDataError
 from hr_ml.serve import (create_app, create_key, erase, list_keys, load_served_model, pseudonym, purge_audit,
@@ -142,6 +142,42 @@ def test_what_if_equals_explain(base):
         assert any(field in map(str, e["loc"]) for e in r.json()["detail"]), r.json()
     msg = c.post(WHATIF.format(A), json={**it, "change": {"feature": "tenure_years", "value": 3.0}}, headers=hdr(base)).json()["detail"][0]["msg"]
     assert "compa_ratio" in msg  # names what may be changed
+
+
+def test_what_if_fact_equals_explain(base):
+    "A `fact` re-derives the features with hr_ml.explain.what_if_fact (the same function), and lists every feature that changed."
+    c, A, m = base["client"], base["A"], base["model"]
+    it = emp(base, 2)
+    X = pl.DataFrame([it["features"]]).select(FEATURES).cast({f: base["snap"].schema[f] for f in FEATURES})
+    lvl = it["features"]["job_level"]
+    assert lvl < 12
+    for name, value, moved in (("raise_pct", 5, {"compa_ratio", "months_since_raise", "last_raise_pct"}), ("raise_pct", -10.0, {"compa_ratio"}),
+                               ("weekly_hours", 24.0, {"weekly_hours", "part_time", "compa_ratio", "overtime_ratio", "vacation_ratio"}),
+                               ("new_manager", True, {"manager_changes_12m"}), ("new_manager", "M-0042", {"manager_changes_12m"}),
+                               ("promotion_level", lvl + 1, {"job_level", "compa_ratio"})):
+        r = c.post(WHATIF.format(A), json={**it, "fact": {"name": name, "value": value}}, headers=hdr(base))
+        assert r.status_code == 200, r.text
+        got, want = r.json(), what_if_fact(m, X, name, value)
+        for k in ("old_risk", "new_risk", "old_bucket", "new_bucket", "change", "changed"): assert got[k] == want[k], k
+        assert {ch["feature"] for ch in got["changed"]} == moved - ({"overtime_ratio"} if it["features"]["overtime_ratio"] is None else set()), name
+        assert got["fact"] == {"name": name, "value": want["value"]} and got["feature"] is None
+    raised = {ch["feature"]: ch for ch in c.post(WHATIF.format(A), json={**it, "fact": {"name": "raise_pct", "value": 5}}, headers=hdr(base)).json()["changed"]}
+    assert abs(raised["compa_ratio"]["new"] - it["features"]["compa_ratio"] * 1.05) < 1e-12 and raised["months_since_raise"]["new"] == 0
+    old = c.post(WHATIF.format(A), json={**it, "change": {"feature": "months_since_raise", "value": 0.0}}, headers=hdr(base)).json()
+    assert [ch["feature"] for ch in old["changed"]] == ["months_since_raise"] and old["fact"] is None   # the old form still answers, and says what it changed
+    for body, code, says in (({"name": "raise", "value": 5}, 422, "'raise_pct'"), ({"name": "raise_pct", "value": 150}, 422, "less than or equal to 100"),
+                             ({"name": "raise_pct", "value": -50}, 422, "greater than -50"), ({"name": "weekly_hours", "value": 0}, 422, "greater than 0"),
+                             ({"name": "promotion_level", "value": 13}, 422, "less than or equal to 12"), ({"name": "new_manager", "value": 1.5}, 422, "new_manager"),
+                             ({"name": "new_manager", "value": False}, 422, "new_manager"),
+                             ({"name": "promotion_level", "value": lvl}, 409, f"a promotion to level {lvl} is not above the current level {lvl}")):
+        r = c.post(WHATIF.format(A), json={**it, "fact": body}, headers=hdr(base))
+        assert r.status_code == code and any(says in e["msg"] or says in map(str, e["loc"]) for e in r.json()["detail"]), (body, r.text)
+    r = c.post(WHATIF.format(A), json={**it, "features": {**it["features"], "compa_ratio": None}, "fact": {"name": "raise_pct", "value": 5}}, headers=hdr(base))
+    assert r.status_code == 409 and r.json()["detail"][0]["msg"] == "what-if: raise_pct needs compa_ratio, which is empty for this employee (no record to start from)"
+    for extra in ({"fact": {"name": "new_manager", "value": True}, "change": {"feature": "compa_ratio", "value": 1.0}}, {}):
+        assert c.post(WHATIF.format(A), json={**it, **extra}, headers=hdr(base)).status_code == 422, extra     # one of the two, not both or neither
+    for bad in ({"name": "raise_pct", "value": [5]}, {"name": "raise_pct"}, {"name": "raise_pct", "value": 5, "unit": "%"}):
+        assert c.post(WHATIF.format(A), json={**it, "fact": bad}, headers=hdr(base)).status_code == 422, bad
 
 
 # ---------------------------------------------------------------- authentication and tenant isolation

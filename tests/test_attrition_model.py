@@ -127,7 +127,8 @@ def test_identical_bytes_in_a_separate_process(data, tmp_path):
 
 @pytest.mark.parametrize("params", [dict(kind="xgboost"), dict(kind="xgboost", calibration="isotonic"),
                                     dict(kind="xgboost", calibration=None, early_stopping_rounds=None),
-                                    dict(kind="logistic")])
+                                    dict(kind="logistic"), dict(kind="logistic", calibration="isotonic"),
+                                    dict(kind="logistic", calibration=None)])
 def test_save_load_roundtrip(data, tmp_path, params):
     X, y = data
     m = AttritionModel(**FAST, **params).fit(X, y)
@@ -137,7 +138,8 @@ def test_save_load_roundtrip(data, tmp_path, params):
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["kind"] == m.kind and meta["versions"]["xgboost"] and meta["learned"]["feature_names_"] == X.columns
     m2 = AttritionModel.load(tmp_path)
-    assert m2.get_params() == m.get_params()
+    assert m2.get_params() == m.get_params() and m2.calibrator_ == m.calibrator_
+    assert (m.calibrator_ is None) == (m.calibration is None)   # a calibration is fitted for both kinds, and only when asked for
     np.testing.assert_array_equal(m2.predict_risk(X), m.predict_risk(X))
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in tmp_path.iterdir())
 
@@ -177,6 +179,25 @@ def test_extra_columns_ignored_missing_column_refused(fitted, data):
     X = data[0].head(5)
     np.testing.assert_array_equal(fitted.predict_risk(X.with_columns(extra=pl.lit(1.0))), fitted.predict_risk(X))
     with pytest.raises(HRDataError, match="lacks feature column 'compa_ratio'"): fitted.predict_risk(X.drop("compa_ratio"))
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_logistic_calibration_is_fitted_and_used(data, method):
+    "The logistic model fits the calibrator on its inner split, and predict_risk applies it (it used to be ignored)."
+    X, y = data
+    emp = np.repeat(np.arange(len(y) // 3), 3)
+    m, raw = AttritionModel(kind="logistic", calibration=method).fit(X, y, groups=emp), AttritionModel(kind="logistic", calibration=None).fit(X, y)
+    assert m.calibrator_["method"] == method and m.calibrator_["n"] % 3 == 0 and 0 < m.calibrator_["n"] < len(y)
+    score = m.design(X) @ np.asarray(m.coef_) + m.intercept_
+    np.testing.assert_allclose(m.predict_risk(X), m.risk_from_margin(score), rtol=0, atol=1e-12)
+    if method == "sigmoid":
+        np.testing.assert_allclose(m.predict_risk(X), 1 / (1 + np.exp(-(m.calibrator_["a"] * score + m.calibrator_["b"]))), rtol=1e-12)
+    else:
+        p = m.predict_risk(X)[np.argsort(score)]
+        assert (np.diff(p) >= -1e-12).all() and not np.allclose(p, np.sort(raw.predict_risk(X)))   # monotone in the score, not the raw logistic
+    np.testing.assert_allclose(raw.predict_risk(X), 1 / (1 + np.exp(-(raw.design(X) @ np.asarray(raw.coef_) + raw.intercept_))), rtol=1e-12)
+    assert raw.calibrator_ is None
+    assert m.coef_ == raw.coef_ and m.intercept_ == raw.intercept_   # refitted on every row: calibration moves the probabilities only
 
 
 def test_groups_keep_employee_together_in_inner_split(data):

@@ -220,7 +220,7 @@ def test_api_takes_export_records(table_runs, kind, tmp_path):
 def test_api_what_if_on_export_columns(table_runs, kind, tmp_path):
     "A one-row model's actionable columns (read from their names) are offered by /what-if, with values as the export writes them."
     from fastapi.testclient import TestClient
-    from hr_ml.explain import what_if
+    from hr_ml.explain import what_if, what_if_fact
     from hr_ml.score import load_model
     from hr_ml.serve import create_app, create_key
     from hr_ml.tabular import actionable_features
@@ -243,6 +243,15 @@ def test_api_what_if_on_export_columns(table_runs, kind, tmp_path):
     assert r.status_code == 200, r.text
     assert abs(r.json()["new_risk"] - what_if(m, x, "MonthlyIncome", row["MonthlyIncome"] * 2.0)["new_risk"]) < 1e-9
     assert post({"feature": "Department", "value": "Sales"}).status_code == 422   # not actionable
+    fact = lambda f: client.post("/v1/tenants/ACME/attrition/what-if", headers={"Authorization": f"Bearer {secret}"},
+                                 json={"employee_id": str(row["EmployeeNumber"]), "features": feats, "fact": f})
+    r = fact({"name": "raise_pct", "value": 5})                  # a raise scales the export's pay column (and sets its raise percent)
+    assert r.status_code == 200, r.text
+    moved = {c["feature"]: c for c in r.json()["changed"]}
+    assert abs(moved["MonthlyIncome"]["new"] - row["MonthlyIncome"] * 1.05) < 1e-6 and moved["PercentSalaryHike"]["new"] == 5, moved
+    assert abs(r.json()["new_risk"] - what_if_fact(m, x, "raise_pct", 5)["new_risk"]) < 1e-12
+    r = fact({"name": "weekly_hours", "value": 30})               # an export has no contract hours: not offered
+    assert r.status_code == 422 and "raise_pct" in r.text, r.text
     drivers = client.post("/v1/tenants/ACME/attrition/scores", headers={"Authorization": f"Bearer {secret}"},
                           json={"employees": [{"employee_id": "1", "features": feats}]}).json()["employees"][0]["drivers"]
     assert all(dr["actionable"] == (dr["feature"] in act) for dr in drivers), drivers

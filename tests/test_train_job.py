@@ -150,6 +150,8 @@ def test_run_folder_is_complete(two_runs):
     assert m["chosen_model"] == "xgboost" and set(m["global_importance"]) == set(FEATURES)
     assert m["truth_recovery"]["drivers"]
     assert m["backtest"]["applicable"] and m["backtest"]["calibration"] and m["backtest"]["test_year"] == 2024   # default history: back-tested
+    assert [b["bucket"] for b in m["backtest"]["buckets"]] == ["Low", "Medium", "High"]                # calibration per risk bucket, back-test
+    assert m["cv"][m["chosen_model"]]["buckets"] == m["buckets"] and sum(b["n"] or 0 for b in m["backtest"]["buckets"]) <= m["backtest"]["n_test"]
     assert str(run) in rs[0].stdout and "ROC-AUC" in rs[0].stdout
     dr = pl.read_parquet(run / "drivers.parquet")
     assert {"tenant_id", "employee_id", "risk", "bucket", "driver_1_text"} <= set(dr.columns)
