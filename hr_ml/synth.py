@@ -383,10 +383,13 @@ def _drivers(S, act, t, sick_hist, mc12):
                 last_rating=np.where(rt > 0, rt, np.nan), sick_days_trend=trend)
 
 def _log_hazard(S, spec, act, X, t, cal_m, latent=True):
-    "Planted monthly log-odds of resigning: drivers + interactions (+ manager, season, promotion, job market if `latent`)."
+    "Planted monthly log-odds of resigning: drivers, interactions, job market (+ manager, season, promotion if `latent`)."
     eta = np.full(len(act), spec["intercept"])
     for d in spec["drivers"]: eta += _main_effect(d, X[d["feature"]])
     for it in spec["interactions"]: eta += _interaction(it, *(X[f] for f in it["features"]))
+    jm = spec["job_market"]
+    fam, loc = _market(jm, FAMILIES, COUNTRIES, (t - _day(jm["params"]["reference_date"])) / 365.25)
+    eta += fam[S.fam[act]] + loc[S.loc[act]]
     if not latent: return eta
     mg = S.mgr[act]
     eta += np.where(mg >= 0, S.mgr_eff[np.maximum(mg, 0)], 0.0)
@@ -394,10 +397,7 @@ def _log_hazard(S, spec, act, X, t, cal_m, latent=True):
     pp = spec["promotion"]["params"]
     yrs = (t - np.maximum(S.last_promo[act], S.hday[act])) / 365.25
     eta += np.minimum(pp["coef"] * np.maximum(yrs / np.asarray(pp["norm_years"])[S.lvl[act] - 1] - 1, 0), pp["cap"])
-    jm = spec["job_market"]
-    yrs = (t - _day(jm["params"]["reference_date"])) / 365.25
-    fam, loc = _market(jm, FAMILIES, COUNTRIES, yrs)
-    return eta + fam[S.fam[act]] + loc[S.loc[act]]
+    return eta
 
 def _rating(S, rng, idx):
     "Review ratings 1..5 from latent performance plus noise (about 5/15/50/22/8%)."
@@ -454,6 +454,8 @@ def _start(S, rng, cal, logs):
     q_end = s0 - 1 if (cal[0] - 1) % 3 == 0 else int(_month_start(s0, -((cal[0] - 1) % 3))) - 1
     qs = int(_month_start(q_end, -2))
     _timesheet(S, rng, I[S.hday[I] <= qs], qs, logs["tims"])
+    norm = np.asarray(PROMOTION["params"]["norm_years"])[S.lvl[I] - 1]     # last promotion before the history (no row)
+    S.last_promo[I] = np.maximum(S.hday[I], s0 - 1 - np.floor(rng.random(len(I)) * 1.5 * norm * 365.25).astype(np.int64))
 
 def _month(S, rng, m, ms, me, cal, logs, hist, replay=False):
     "Advance every employee by one month; returns employees at the snapshot, their voluntary and total exit hazards, drivers."
@@ -620,12 +622,12 @@ class _NoLog:
     "A log that forgets: replays write no tables."
     def add(self, *a, **k): pass
 
-def _copy_state(S, hist, n=None):
-    "Deep copy of the simulation state and history, limited to employees [0, n) (whole tenants) if `n` is given."
+def _copy_state(S, hist, limit=None):
+    "Deep copy of the simulation state and history; only the first whole tenants with >= `limit` employees if given."
     import copy
     K, n = S.T, S.N
-    if n is not None and n < S.N:
-        K = max(1, int(np.searchsorted(S.first + S.size, n, side="right")))
+    if limit is not None and limit < S.N:
+        K = min(S.T, int(np.searchsorted(S.first + S.size, limit, side="left")) + 1)
         n = int(S.first[K - 1] + S.size[K - 1])
     R = copy.copy(S)
     for k, v in vars(S).items():
