@@ -62,9 +62,9 @@ DRIVERS = [
     dict(feature="last_rating", direction="-", form="piecewise_linear",
          params=dict(knots=[1.0, 2.0, 3.0, 4.0, 5.0], values=[1.5, 0.9, 0.0, -0.1, -0.1]),
          description="A low latest performance rating (1-5) raises the risk (rating 1 vs 3: about x4.5, 2 vs 3: about x2.5); 4 and 5 lower it a little."),
-    dict(feature="sick_days_trend", direction="+", form="linear", params=dict(coef=0.15, centre=0.0),
+    dict(feature="sick_days_trend", direction="+", form="linear", params=dict(coef=0.25, centre=0.0),
          description="A recent rise in sick leave (sick days in the last 90 days minus a quarter of the last 365) raises "
-                     "the risk (+6 days: about x2.5)."),
+                     "the risk (+4 days: about x2.7)."),
 ]
 INTERACTIONS = [
     dict(features=["overtime_ratio", "compa_ratio"], form="hinge_x_below", params=dict(coef=25.0, centre=0.0, threshold=0.95),
@@ -89,7 +89,7 @@ PROMOTION = dict(form="overdue_hinge",
 NULL_FEATURES = ["vacation_ratio", "department"]
 PROTECTED = ["gender", "birth_year", "nationality"]
 _SURVIVOR_ADJ = 0.025  # pay-rule gap = target * (1 + 0.025 * years): offsets survivorship (see "The planted truth")
-_B0 = -6.45  # logit of the monthly hazard when every effect is zero
+_B0 = -6.6  # logit of the monthly hazard when every effect is zero
 
 def _job_market(end_date):
     "Job-market effect by job family and location: log-hazard `level + trend * years` with years counted from `end_date`."
