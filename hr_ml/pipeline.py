@@ -191,7 +191,7 @@ def truth_recovery(truth:dict,        # truth.json of the synthetic HRIS
         x = X[d['feature']].cast(pl.Float64).to_numpy()
         res[d['feature']] = {'direction': d['direction'], 'rank': ranks.get(d['feature']),
                              'in_top': ranks.get(d['feature'], 10**9) <= top,
-                             'sign_agreement': sign_agreement(x, phi[:, j], 1 if d['direction'] == '+' else -1)}
+                             'sign_agreement': sign_agreement(x, phi[:, j], 1 if d['direction'] == '+' else -1) if d['direction'] in ('+', '-') else None}
     sa = [v['sign_agreement'] for v in res.values() if v['sign_agreement'] is not None]
     out = {'top_k': top, 'drivers': res, 'all_in_top': all(v['in_top'] for v in res.values()),
            'min_sign_agreement': min(sa) if sa else None}

@@ -43,13 +43,13 @@ CHANGE_TYPES = ["promotion", "manager_change", "transfer"]
 # %% ../nbs/01_synth.ipynb #57ca5949
 DRIVERS = [
     dict(feature="tenure_years", direction="non-monotone", form="piecewise_linear",
-         params=dict(knots=[0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], values=[-2.2, -1.7, -0.6, 1.0, 1.0, 0.2, -0.3, -0.6]),
+         params=dict(knots=[0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], values=[-2.2, -1.7, -0.6, 0.8, 0.8, 0.2, 0.0, 0.0]),
          description="Tenure: new hires rarely resign in their first months, the risk peaks between one and two years "
-                     "(at one to two years about x15 the risk at three months), then declines with long service."),
+                     "(at one to two years about x12 the risk at three months), then declines to the base level by year five."),
     dict(feature="compa_ratio", direction="non-monotone", form="hinge",
-         params=dict(threshold=0.95, coef_below=20.0, upper_threshold=1.2, coef_above=5.0),
+         params=dict(threshold=0.95, coef_below=20.0, upper_threshold=1.2, coef_above=6.0),
          description="Pay against peers (same tenant, job family and level): strong below 0.95 (5% further below: "
-                     "about x2.7), flat between 0.95 and 1.2, higher again far above 1.2 (the best-paid are poached: 10% above that, about x1.6)."),
+                     "about x2.7), flat between 0.95 and 1.2, higher again far above 1.2 (the best-paid are poached: 10% above that, about x1.8)."),
     dict(feature="overtime_ratio", direction="+", form="linear", params=dict(coef=1.0, centre=0.0),
          description="Working more hours than contracted in the last complete quarter raises the risk a little on its own "
                      "(+10% hours: about x1.1); much more when pay is below peers or the last rating was low (interactions)."),
@@ -70,9 +70,9 @@ INTERACTIONS = [
     dict(features=["overtime_ratio", "compa_ratio"], form="hinge_x_below", params=dict(coef=25.0, centre=0.0, threshold=0.95),
          description="Overtime hurts far more when pay is below 95% of peers: coef * max(overtime - centre, 0) when "
                      "compa_ratio < threshold (+10% hours while underpaid: about x12 on top of the main effects)."),
-    dict(features=["overtime_ratio", "last_rating"], form="hinge_x_below", params=dict(coef=18.0, centre=0.0, threshold=2.5),
+    dict(features=["overtime_ratio", "last_rating"], form="hinge_x_below", params=dict(coef=25.0, centre=0.0, threshold=2.5),
          description="Overtime after a low rating (1 or 2) is a strong exit signal: coef * max(overtime - centre, 0) "
-                     "when last_rating < threshold (+10% hours after a rating of 1 or 2: about x6)."),
+                     "when last_rating < threshold (+10% hours after a rating of 1 or 2: about x12)."),
 ]
 MANAGER_EFFECT = dict(form="mixture", params=dict(share_high=0.08, high=1.3, sd=0.35),
     description="Each manager has a random log-hazard effect on the people who report to them: N(0, sd), plus `high` "
@@ -89,7 +89,7 @@ PROMOTION = dict(form="overdue_hinge",
 NULL_FEATURES = ["vacation_ratio", "department"]
 PROTECTED = ["gender", "birth_year", "nationality"]
 _SURVIVOR_ADJ = 0.025  # pay-rule gap = target * (1 + 0.025 * years): offsets survivorship (see "The planted truth")
-_B0 = -6.6  # logit of the monthly hazard when every effect is zero
+_B0 = -6.75  # logit of the monthly hazard when every effect is zero
 
 def _job_market(end_date):
     "Job-market effect by job family and location: log-hazard `level + trend * years` with years counted from `end_date`."

@@ -44,21 +44,29 @@ def planted():
     return ds, model, rep, P.truth_recovery(ds.truth, phi, ds.X, model.feature_names_, imp, rep["oof"], ds.ids, ds.y)
 
 
-def test_auc_close_to_oracle(planted):
-    _, _, _, tr = planted
+def test_auc_below_oracle(planted):
+    "The replayed oracle bounds the model from above (up to the AUC's sampling error); the model is not far below it."
+    ds, _, _, tr = planted
     assert "auc" in tr, tr
-    assert abs(tr["auc_gap"]) <= 0.03, tr
+    at = (ds.ids["as_of"].cast(pl.String) == tr["oracle_as_of"]).to_numpy()
+    n1 = int(ds.y[at].sum()); n0 = int(at.sum()) - n1; a = tr["oracle_auc"]
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)                       # Hanley & McNeil (1982) standard error of an AUC
+    se = np.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0))
+    assert tr["auc"] <= tr["oracle_auc"] + 2 * se, (tr, se)
+    assert tr["auc_gap"] <= 0.12, tr
 
 
 def test_planted_drivers_in_top_features(planted):
     _, _, _, tr = planted
-    assert len(tr["drivers"]) == 6
+    assert len(tr["drivers"]) == 7
     assert tr["all_in_top"], {k: v["rank"] for k, v in tr["drivers"].items()}
 
 
 def test_sign_agreement(planted):
     _, _, _, tr = planted
-    assert tr["min_sign_agreement"] >= 0.95, {k: v["sign_agreement"] for k, v in tr["drivers"].items()}
+    # monotone drivers only (non-monotone ones have no single sign); issue 14 §4 replaces this check with one on every
+    # row where the planted effect is not zero. The planted world is no longer linear, so the quartile check is looser.
+    assert tr["min_sign_agreement"] >= 0.9, {k: v["sign_agreement"] for k, v in tr["drivers"].items()}
 
 
 def test_no_protected_attribute_among_features(planted):
