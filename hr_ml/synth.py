@@ -43,13 +43,13 @@ CHANGE_TYPES = ["promotion", "manager_change", "transfer"]
 # %% ../nbs/01_synth.ipynb #57ca5949
 DRIVERS = [
     dict(feature="tenure_years", direction="non-monotone", form="piecewise_linear",
-         params=dict(knots=[0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], values=[-2.2, -1.7, -0.6, 1.0, 1.0, 0.2, -0.3, -0.6]),
+         params=dict(knots=[0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], values=[-2.2, -1.7, -0.6, 0.8, 0.8, 0.2, 0.0, 0.0]),
          description="Tenure: new hires rarely resign in their first months, the risk peaks between one and two years "
-                     "(at one to two years about x15 the risk at three months), then declines with long service."),
+                     "(at one to two years about x12 the risk at three months), then declines to the base level by year five."),
     dict(feature="compa_ratio", direction="non-monotone", form="hinge",
-         params=dict(threshold=0.95, coef_below=20.0, upper_threshold=1.2, coef_above=5.0),
+         params=dict(threshold=0.95, coef_below=20.0, upper_threshold=1.2, coef_above=6.0),
          description="Pay against peers (same tenant, job family and level): strong below 0.95 (5% further below: "
-                     "about x2.7), flat between 0.95 and 1.2, higher again far above 1.2 (the best-paid are poached: 10% above that, about x1.6)."),
+                     "about x2.7), flat between 0.95 and 1.2, higher again far above 1.2 (the best-paid are poached: 10% above that, about x1.8)."),
     dict(feature="overtime_ratio", direction="+", form="linear", params=dict(coef=1.0, centre=0.0),
          description="Working more hours than contracted in the last complete quarter raises the risk a little on its own "
                      "(+10% hours: about x1.1); much more when pay is below peers or the last rating was low (interactions)."),
@@ -62,17 +62,17 @@ DRIVERS = [
     dict(feature="last_rating", direction="-", form="piecewise_linear",
          params=dict(knots=[1.0, 2.0, 3.0, 4.0, 5.0], values=[1.5, 0.9, 0.0, -0.1, -0.1]),
          description="A low latest performance rating (1-5) raises the risk (rating 1 vs 3: about x4.5, 2 vs 3: about x2.5); 4 and 5 lower it a little."),
-    dict(feature="sick_days_trend", direction="+", form="linear", params=dict(coef=0.15, centre=0.0),
+    dict(feature="sick_days_trend", direction="+", form="linear", params=dict(coef=0.25, centre=0.0),
          description="A recent rise in sick leave (sick days in the last 90 days minus a quarter of the last 365) raises "
-                     "the risk (+6 days: about x2.5)."),
+                     "the risk (+4 days: about x2.7)."),
 ]
 INTERACTIONS = [
     dict(features=["overtime_ratio", "compa_ratio"], form="hinge_x_below", params=dict(coef=25.0, centre=0.0, threshold=0.95),
          description="Overtime hurts far more when pay is below 95% of peers: coef * max(overtime - centre, 0) when "
                      "compa_ratio < threshold (+10% hours while underpaid: about x12 on top of the main effects)."),
-    dict(features=["overtime_ratio", "last_rating"], form="hinge_x_below", params=dict(coef=18.0, centre=0.0, threshold=2.5),
+    dict(features=["overtime_ratio", "last_rating"], form="hinge_x_below", params=dict(coef=25.0, centre=0.0, threshold=2.5),
          description="Overtime after a low rating (1 or 2) is a strong exit signal: coef * max(overtime - centre, 0) "
-                     "when last_rating < threshold (+10% hours after a rating of 1 or 2: about x6)."),
+                     "when last_rating < threshold (+10% hours after a rating of 1 or 2: about x12)."),
 ]
 MANAGER_EFFECT = dict(form="mixture", params=dict(share_high=0.08, high=1.3, sd=0.35),
     description="Each manager has a random log-hazard effect on the people who report to them: N(0, sd), plus `high` "
@@ -89,7 +89,7 @@ PROMOTION = dict(form="overdue_hinge",
 NULL_FEATURES = ["vacation_ratio", "department"]
 PROTECTED = ["gender", "birth_year", "nationality"]
 _SURVIVOR_ADJ = 0.025  # pay-rule gap = target * (1 + 0.025 * years): offsets survivorship (see "The planted truth")
-_B0 = -6.45  # logit of the monthly hazard when every effect is zero
+_B0 = -6.75  # logit of the monthly hazard when every effect is zero
 
 def _job_market(end_date):
     "Job-market effect by job family and location: log-hazard `level + trend * years` with years counted from `end_date`."
@@ -383,10 +383,13 @@ def _drivers(S, act, t, sick_hist, mc12):
                 last_rating=np.where(rt > 0, rt, np.nan), sick_days_trend=trend)
 
 def _log_hazard(S, spec, act, X, t, cal_m, latent=True):
-    "Planted monthly log-odds of resigning: drivers + interactions (+ manager, season, promotion, job market if `latent`)."
+    "Planted monthly log-odds of resigning: drivers, interactions, job market (+ manager, season, promotion if `latent`)."
     eta = np.full(len(act), spec["intercept"])
     for d in spec["drivers"]: eta += _main_effect(d, X[d["feature"]])
     for it in spec["interactions"]: eta += _interaction(it, *(X[f] for f in it["features"]))
+    jm = spec["job_market"]
+    fam, loc = _market(jm, FAMILIES, COUNTRIES, (t - _day(jm["params"]["reference_date"])) / 365.25)
+    eta += fam[S.fam[act]] + loc[S.loc[act]]
     if not latent: return eta
     mg = S.mgr[act]
     eta += np.where(mg >= 0, S.mgr_eff[np.maximum(mg, 0)], 0.0)
@@ -394,10 +397,7 @@ def _log_hazard(S, spec, act, X, t, cal_m, latent=True):
     pp = spec["promotion"]["params"]
     yrs = (t - np.maximum(S.last_promo[act], S.hday[act])) / 365.25
     eta += np.minimum(pp["coef"] * np.maximum(yrs / np.asarray(pp["norm_years"])[S.lvl[act] - 1] - 1, 0), pp["cap"])
-    jm = spec["job_market"]
-    yrs = (t - _day(jm["params"]["reference_date"])) / 365.25
-    fam, loc = _market(jm, FAMILIES, COUNTRIES, yrs)
-    return eta + fam[S.fam[act]] + loc[S.loc[act]]
+    return eta
 
 def _rating(S, rng, idx):
     "Review ratings 1..5 from latent performance plus noise (about 5/15/50/22/8%)."
@@ -454,6 +454,8 @@ def _start(S, rng, cal, logs):
     q_end = s0 - 1 if (cal[0] - 1) % 3 == 0 else int(_month_start(s0, -((cal[0] - 1) % 3))) - 1
     qs = int(_month_start(q_end, -2))
     _timesheet(S, rng, I[S.hday[I] <= qs], qs, logs["tims"])
+    norm = np.asarray(PROMOTION["params"]["norm_years"])[S.lvl[I] - 1]     # last promotion before the history (no row)
+    S.last_promo[I] = np.maximum(S.hday[I], s0 - 1 - np.floor(rng.random(len(I)) * 1.5 * norm * 365.25).astype(np.int64))
 
 def _month(S, rng, m, ms, me, cal, logs, hist, replay=False):
     "Advance every employee by one month; returns employees at the snapshot, their voluntary and total exit hazards, drivers."
@@ -620,12 +622,12 @@ class _NoLog:
     "A log that forgets: replays write no tables."
     def add(self, *a, **k): pass
 
-def _copy_state(S, hist, n=None):
-    "Deep copy of the simulation state and history, limited to employees [0, n) (whole tenants) if `n` is given."
+def _copy_state(S, hist, limit=None):
+    "Deep copy of the simulation state and history; only the first whole tenants with >= `limit` employees if given."
     import copy
     K, n = S.T, S.N
-    if n is not None and n < S.N:
-        K = max(1, int(np.searchsorted(S.first + S.size, n, side="right")))
+    if limit is not None and limit < S.N:
+        K = min(S.T, int(np.searchsorted(S.first + S.size, limit, side="left")) + 1)
         n = int(S.first[K - 1] + S.size[K - 1])
     R = copy.copy(S)
     for k, v in vars(S).items():

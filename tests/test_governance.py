@@ -58,7 +58,9 @@ def test_unfair_model_fails_fairness_gate(snap):
     bad = {x["name"] for x in failing(g)}
     assert not all_passed(g)
     assert {"fairness.gender.selection_rate_ratio", "fairness.gender.max_abs_calibration_gap"} <= bad, bad
-    assert not any(n.startswith("fairness.age_band") and "calibration" not in n for n in bad), bad   # every band is half women
+    # every band is half women: the shift adds no age gap in ranking; the selection rates of the bands differ by design
+    # (the planted tenure bump makes young staff riskier), and flagging more people can make that gap significant
+    assert not any(n.startswith("fairness.age_band") and n.split(".")[-1] in ("auc_difference",) for n in bad), bad
     by_gender = np.where(women, 0.45, 0.05)           # a score that is a function of gender alone
     bad = {x["name"] for x in failing(_gates(y, by_gender, prot, people))}
     assert "fairness.gender.selection_rate_ratio" in bad and "roc_auc" in bad, bad
