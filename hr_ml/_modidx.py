@@ -350,6 +350,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'hr_ml.pipeline.current_population': ('pipeline.html#current_population', 'hr_ml/pipeline.py'),
                                 'hr_ml.pipeline.horizon_effects': ('pipeline.html#horizon_effects', 'hr_ml/pipeline.py'),
                                 'hr_ml.pipeline.load_dataset': ('pipeline.html#load_dataset', 'hr_ml/pipeline.py'),
+                                'hr_ml.pipeline.rank_gamma': ('pipeline.html#rank_gamma', 'hr_ml/pipeline.py'),
                                 'hr_ml.pipeline.read_export': ('pipeline.html#read_export', 'hr_ml/pipeline.py'),
                                 'hr_ml.pipeline.shape_agreement': ('pipeline.html#shape_agreement', 'hr_ml/pipeline.py'),
                                 'hr_ml.pipeline.sign_agreement': ('pipeline.html#sign_agreement', 'hr_ml/pipeline.py'),

@@ -43,9 +43,9 @@ CHANGE_TYPES = ["promotion", "manager_change", "transfer"]
 # %% ../nbs/01_synth.ipynb #57ca5949
 DRIVERS = [
     dict(feature="tenure_years", direction="non-monotone", form="piecewise_linear",
-         params=dict(knots=[0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], values=[-2.2, -1.7, -0.6, 0.8, 0.8, 0.2, 0.0, 0.0]),
+         params=dict(knots=[0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0], values=[-2.0, -0.8, 0.6, 1.5, 1.5, 0.8, 0.2, 0.0]),
          description="Tenure: new hires rarely resign in their first months, the risk peaks between one and two years "
-                     "(at one to two years about x12 the risk at three months), then declines to the base level by year five."),
+                     "(at one to two years about x10 the risk at three months), then declines to the base level by year ten."),
     dict(feature="compa_ratio", direction="non-monotone", form="hinge",
          params=dict(threshold=0.95, coef_below=20.0, upper_threshold=1.2, coef_above=6.0),
          description="Pay against peers (same tenant, job family and level): strong below 0.95 (5% further below: "
@@ -57,14 +57,15 @@ DRIVERS = [
          params=dict(knots=[0.0, 12.0, 15.0, 36.0], values=[-0.3, -0.2, 0.8, 1.3]),
          description="Months since the last base-pay increase: a mild rise over the first year, steeper once a yearly "
                      "raise has been missed (15 vs 12 months: about x2.7)."),
-    dict(feature="manager_changes_12m", direction="+", form="linear", params=dict(coef=0.6, centre=0.0),
-         description="Each manager change in the last 12 months raises the risk (one change: about x1.8)."),
+    dict(feature="manager_changes_12m", direction="+", form="linear", params=dict(coef=1.0, centre=0.0),
+         description="Each manager change in the last 12 months raises the risk (one change: about x2.7)."),
     dict(feature="last_rating", direction="-", form="piecewise_linear",
          params=dict(knots=[1.0, 2.0, 3.0, 4.0, 5.0], values=[1.5, 0.9, 0.0, -0.1, -0.1]),
          description="A low latest performance rating (1-5) raises the risk (rating 1 vs 3: about x4.5, 2 vs 3: about x2.5); 4 and 5 lower it a little."),
-    dict(feature="sick_days_trend", direction="+", form="linear", params=dict(coef=0.25, centre=0.0),
+    dict(feature="sick_days_trend", direction="+", form="hinge",
+         params=dict(threshold=0.0, coef_below=0.0, upper_threshold=0.0, coef_above=0.5),
          description="A recent rise in sick leave (sick days in the last 90 days minus a quarter of the last 365) raises "
-                     "the risk (+4 days: about x2.7)."),
+                     "the risk (+4 days: about x7); fewer sick days than usual changes nothing."),
 ]
 INTERACTIONS = [
     dict(features=["overtime_ratio", "compa_ratio"], form="hinge_x_below", params=dict(coef=25.0, centre=0.0, threshold=0.95),
@@ -74,9 +75,9 @@ INTERACTIONS = [
          description="Overtime after a low rating (1 or 2) is a strong exit signal: coef * max(overtime - centre, 0) "
                      "when last_rating < threshold (+10% hours after a rating of 1 or 2: about x12)."),
 ]
-MANAGER_EFFECT = dict(form="mixture", params=dict(share_high=0.08, high=1.3, sd=0.35),
+MANAGER_EFFECT = dict(form="mixture", params=dict(share_high=0.05, high=1.0, sd=0.25),
     description="Each manager has a random log-hazard effect on the people who report to them: N(0, sd), plus `high` "
-                "for a share `share_high` of managers (their teams lose people at about 3.7x the base rate). "
+                "for a share `share_high` of managers (their teams lose people at about 2.7x the base rate). "
                 "Not a feature: models see it only through its consequence, team exits (team_exits_6m).")
 SEASONALITY = dict(form="months_after_payout",
     params=dict(values=[0.45, 0.35, 0.15, -0.05, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1, -0.15, -0.15]),
@@ -89,7 +90,7 @@ PROMOTION = dict(form="overdue_hinge",
 NULL_FEATURES = ["vacation_ratio", "department"]
 PROTECTED = ["gender", "birth_year", "nationality"]
 _SURVIVOR_ADJ = 0.025  # pay-rule gap = target * (1 + 0.025 * years): offsets survivorship (see "The planted truth")
-_B0 = -6.75  # logit of the monthly hazard when every effect is zero
+_B0 = -8.0  # logit of the monthly hazard when every effect is zero
 
 def _job_market(end_date):
     "Job-market effect by job family and location: log-hazard `level + trend * years` with years counted from `end_date`."

@@ -70,7 +70,7 @@ def test_oracle_bounds_the_model(planted):
 def test_truth_checks_pass_on_default_data(planted):
     _, _, _, tr, _ = planted
     assert len(tr["drivers"]) == 7
-    detail = {k: (v["rank"], v["shape_rho"], v["sign_agreement"]) for k, v in tr["drivers"].items()}
+    detail = {k: (v["rank"], v["shape_gamma"], v["sign_agreement"]) for k, v in tr["drivers"].items()}
     assert tr["checks"] == {"shape": True, "rank": True, "null": True, "sign": True}, (detail, tr["null_share"])
 
 
