@@ -56,7 +56,7 @@ def test_truth_keys_and_oracle(tmp_path, small):
     o = t["oracle"]
     assert o["as_of"] == "2024-12-31" and o["horizon_months"] == 12 and o["replays"] == synth._ORACLE_R
     assert 0.65 <= o["auc"] <= 0.95 and 0 < o["n_exits"] < o["n"] and not o["sampled"] and o["n_scored"] == o["n"]
-    assert 0.08 <= o["exit_rate"] <= 0.18
+    assert 0.08 <= o["exit_rate"] <= 0.22                                   # voluntary turnover of 8-22% a year
     assert t["params"]["n_employees"] == 3000 and tables["employees"].height == 3000
 
 def test_auc_matches_sklearn():
