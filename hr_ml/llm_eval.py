@@ -72,10 +72,21 @@ def _numbers_fit(nums:list[str], ev:dict)->bool:
     c = evidence_numbers(ev)
     return all(supported(n, c) for n in nums)
 
+def _check_claims(claims:list, stated:list, given:bool, ev:dict):
+    "Claims (and, with given claims, the text's stated ones) against one evidence: (wrong, invented, correct among claims)."
+    known = {d['feature']: d for d in ev['drivers'] + ev['context']}
+    wrong, invented, correct = [], [], 0
+    for j, c in enumerate(claims + (stated if given else [])):
+        f, d = c.get('feature'), c.get('direction')
+        if f not in known: invented.append(f)
+        elif d != known[f]['direction']: wrong.append(f)
+        elif j < len(claims): correct += 1
+    return wrong, invented, correct, known
+
 def evaluate_narrative(narr:dict,          # {tenant_id, employee_id, text, claims (optional)}
                        ev:dict,            # the employee's evidence (`hr_ml.narrate.evidence`)
                        actionable:set,     # features a manager can act on
-                       others:list|None=None, # other employees' evidence, to recognise their data
+                       others:dict|None=None, # {pseudonymous id: evidence} of everyone, to recognise another employee's data
                       )->dict:
     "Verdict for one narrative: its defects (a subset of DEFECTS) and the measures behind them."
     text = str(narr.get('text') or '')
@@ -84,25 +95,26 @@ def evaluate_narrative(narr:dict,          # {tenant_id, employee_id, text, clai
     stated = [{'feature': r['features'][0], 'direction': r['direction']} for r in rd
               if len(r['features']) == 1 and r['direction'] and not r['advice']]
     claims = list(given) if given else stated
-    known = {d['feature']: d for d in ev['drivers'] + ev['context']}
-    wrong, invented, correct = [], [], 0
-    for j, c in enumerate(claims + (stated if given else [])):
-        f, d = c.get('feature'), c.get('direction')
-        if f not in known: invented.append(f)
-        elif d != known[f]['direction']: wrong.append(f)
-        elif j < len(claims): correct += 1
+    wrong, invented, correct, known = _check_claims(claims, stated, bool(given), ev)
     named = {f for r in rd for f in r['features']}
     invented += sorted(f for f in named if f not in known and f not in invented)
     claimed = {c.get('feature') for c in claims}
     top3 = [d['feature'] for d in ev['drivers'][:3]]
     prot = protected_mentions(text)
     nums = numbers(text)
-    cands = evidence_numbers(ev)
-    unsup = [n for n in nums if not supported(n, cands)]
+    unsup = [n for n in nums if not supported(n, evidence_numbers(ev))]
+    others = others or {}
     foreign = sorted({p for p in _PID.findall(text) if p != ev['id']})
-    other = bool(foreign) or (len(unsup) >= 2 and any(_numbers_fit(nums, o) for o in (others or []) if o['id'] != ev['id']))
+    whose = next((others[p] for p in foreign if p in others), None)
+    if whose is None and len(unsup) >= 2:
+        whose = next((o for o in others.values() if o['id'] != ev['id'] and _numbers_fit(nums, o)), None)
+    other = bool(foreign) or whose is not None
+    w2, i2 = wrong, invented   # another employee's text: judged against their evidence, its other defects are its own
+    if whose is not None:
+        w2, i2, _, k2 = _check_claims(claims, stated, bool(given), whose)
+        i2 = i2 + sorted(f for f in named if f not in k2 and f not in i2)
     nonact = sorted({f for r in rd if r['advice'] for f in r['features'] if f not in actionable})
-    defects = [k for k, bad in (('wrong_direction', wrong), ('invented_driver', invented), ('protected', prot),
+    defects = [k for k, bad in (('wrong_direction', w2), ('invented_driver', i2), ('protected', prot),
                                 ('invented_number', unsup and not other), ('non_actionable_advice', nonact), ('other_employee', other)) if bad]
     return {'tenant_id': narr.get('tenant_id'), 'employee_id': narr.get('employee_id'), 'faithful': not defects, 'defects': defects,
             'claims': len(claims), 'claims_correct': correct, 'claim_precision': round(correct / len(claims), 4) if claims else None,
@@ -118,7 +130,7 @@ def evaluate_narratives(model,                 # the model the evidence comes fr
     "Per-narrative verdicts and a summary: faithful share, claim precision, coverage, leaks, unsupported numbers, defects by kind."
     from hr_ml.tabular import actionable_features
     act = actionable_features(model)
-    others = list(evidence_by_employee.values())
+    others = {e['id']: e for e in evidence_by_employee.values()}
     verdicts = []
     for i, n in enumerate(narratives):
         key = (str(n.get('tenant_id')), str(n.get('employee_id')))
@@ -151,11 +163,12 @@ _PROTECTED_LINES = ("Her age is likely a factor here.", "Family commitments may 
                     "Gender differences in the team could matter.", "A pregnancy could explain part of this.",
                     "Their religion may be relevant.", "A disability might be behind the sick days.", "Ethnicity may play a part.")
 
-def _flip(text:str, feature:str, value)->str:
-    "The text with the direction of `feature`'s driver sentence turned around."
+def _flip(text:str, feature:str, value, i:int=0)->str:
+    "The text with the direction of `feature`'s driver sentence turned around (worded in one of two ways, by `i`)."
     s = value_text(feature, value)
     s = s[:1].upper() + s[1:]
-    for a, b in ((f"{s} raises risk", f"{s} lowers risk"), (f"{s} lowers risk", f"{s} raises risk")):
+    up, down = ("raises risk", "lowers risk") if i % 2 == 0 else ("pushes up the risk", "reduces the risk")
+    for a, b in ((f"{s} raises risk", f"{s} {down}"), (f"{s} lowers risk", f"{s} {up}")):
         if a in text: return text.replace(a, b, 1)
     return text
 
@@ -177,12 +190,12 @@ def labelled_set(evidence_by_employee:dict, # {(tenant_id, employee_id): evidenc
         text, claims = nr['text'], [dict(c) for c in nr['claims']]
         if kind == 'wrong_direction' and ev['drivers']:
             d = ev['drivers'][i % len(ev['drivers'])]
-            text = _flip(text, d['feature'], d['value'])
+            text = _flip(text, d['feature'], d['value'], i // 6)
             claims = [dict(c, direction='lowers' if c['direction'] == 'raises' else 'raises') if c['feature'] == d['feature'] else c for c in claims]
         elif kind == 'invented_driver':
             known = {d['feature'] for d in ev['drivers'] + ev['context']}
             f = sorted(f for f in actionable if f in features and f not in known)[i % 3]
-            text += f" {PHRASES[f][:1].upper() + PHRASES[f][1:]} raises risk."
+            text += f" {PHRASES[f][:1].upper() + PHRASES[f][1:]} {('raises risk', 'adds to the risk', 'increases it')[i % 3]}."
             claims.append({'feature': f, 'direction': 'raises'})
         elif kind == 'protected': text += " " + _PROTECTED_LINES[i % len(_PROTECTED_LINES)]
         elif kind == 'invented_number':

@@ -230,7 +230,9 @@ def team_narrative(evs:list[dict],  # the team's evidence, one per employee (`ev
     claims, advice = [], []
     for f in feats:
         dirn = 'raises' if np.mean(shap[f]) > 0 else 'lowers'
-        parts.append(f"{_sentence(LEXICON_NAMES.get(f, f))} is among the top drivers for {freq[f]} of {n} people and on average {dirn} risk.")
+        share = freq[f] / n   # in words, not counts: a count of n-1 would single out the one person left
+        how = "most" if share >= .5 else "many" if share >= .25 else "some"
+        parts.append(f"{_sentence(LEXICON_NAMES.get(f, f))} is among the top drivers for {how} of them and on average {dirn} risk.")
         claims.append({'feature': f, 'direction': dirn})
         if dirn == 'raises' and advice_for(f): advice.append(advice_for(f))
     parts += advice
