@@ -98,7 +98,7 @@ def evaluate_narrative(narr:dict,          # {tenant_id, employee_id, text, clai
     wrong, invented, correct, known = _check_claims(claims, stated, bool(given), ev)
     named = {f for r in rd for f in r['features']}
     invented += sorted(f for f in named if f not in known and f not in invented)
-    claimed = {c.get('feature') for c in claims}
+    claimed = {c.get('feature') for c in (given or [])}   # free text: every feature it names is unclaimed
     top3 = [d['feature'] for d in ev['drivers'][:3]]
     prot = protected_mentions(text)
     nums = numbers(text)
