@@ -221,8 +221,8 @@ def score_evaluator(labelled:list,  # `labelled_set`
     for k in DEFECTS:
         truth = np.array([lab == k for _, lab in labelled]); pred = np.array([k in v['defects'] for v in verdicts])
         tp = int((truth & pred).sum())
-        out[k] = {'n': int(truth.sum()), 'flagged': int(pred.sum()), 'precision': round(tp / pred.sum(), 4) if pred.sum() else None,
-                  'recall': round(tp / truth.sum(), 4) if truth.sum() else None}
+        out[k] = {'n': int(truth.sum()), 'flagged': int(pred.sum()), 'precision': round(float(tp / pred.sum()), 4) if pred.sum() else None,
+                  'recall': round(float(tp / truth.sum()), 4) if truth.sum() else None}
     ok = [not v['defects'] for (_, lab), v in zip(labelled, verdicts) if lab is None]
     out['faithful'] = {'n': len(ok), 'false_alarm_rate': round(1 - sum(ok) / len(ok), 4) if ok else None}
     return out

@@ -159,9 +159,8 @@ def messages_for(ev:dict)->list[dict]:
             {"role": "user", "content": "Evidence:\n" + json.dumps(prompt_evidence(ev), sort_keys=True)}]
 
 def parse_answer(content:str|None, # the model's message content
-                 allowed:set,      # feature names a claim may name
                 )->dict:
-    "The answer as {text, claims}, checked against `NARRATIVE_SCHEMA`; ValueError saying what is wrong."
+    "The answer as {text, claims}, checked against `NARRATIVE_SCHEMA` (the form only: whether the claims are true is `hr_ml.llm_eval`'s job); ValueError saying what is wrong."
     try: a = json.loads(content or "")
     except json.JSONDecodeError as e: raise ValueError(f"not JSON ({e.msg})") from None
     if not isinstance(a, dict) or set(a) != {"text", "claims"}: raise ValueError("not an object with exactly 'text' and 'claims'")
@@ -174,12 +173,10 @@ def parse_answer(content:str|None, # the model's message content
 
 def llm_narrative(ev:dict,         # one employee's evidence
                   cfg:LLMConfig,   # endpoint
-                  allowed:set|None=None, # features a claim may name (default: those in the evidence)
                   client=None,     # an `openai.OpenAI` client to reuse (default: one from `cfg`)
                  )->dict:
     "Narrative from the LLM, or the template's with `backend: 'template (fallback: why)'`; records model, tokens and seconds."
     t0 = time.perf_counter()
-    allowed = set(allowed if allowed is not None else ev['shap'])
     res = {'backend': 'llm', 'model': cfg.model, 'prompt_tokens': 0, 'completion_tokens': 0}
     try:
         import openai
@@ -188,7 +185,7 @@ def llm_narrative(ev:dict,         # one employee's evidence
         r = client.chat.completions.create(model=cfg.model, messages=messages_for(ev), temperature=cfg.temperature,
                                            response_format={"type": "json_schema", "json_schema": {"name": "narrative", "strict": True, "schema": NARRATIVE_SCHEMA}})
         if r.usage: res.update(prompt_tokens=r.usage.prompt_tokens or 0, completion_tokens=r.usage.completion_tokens or 0)
-        a = parse_answer(r.choices[0].message.content if r.choices else None, allowed)
+        a = parse_answer(r.choices[0].message.content if r.choices else None)
         res.update(id=ev['id'], **a)
     except Exception as e:  # any failure: the template speaks, and says why
         why = ' '.join(f"{type(e).__name__}: {e}".split())[:160]
