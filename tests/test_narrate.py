@@ -225,3 +225,19 @@ def test_cli_eval_bad_input_one_line(world, tmp_path, content, expect):
     r = hr_ml("eval", "narratives", "--model", d / "run", "--data", d / "features.parquet", "--narratives", f, "--out", tmp_path / "ev")
     assert r.returncode == 2 and expect in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "ev" / "eval.json").exists()
+
+
+def test_cli_team_narrative_k_anonymous(world):
+    d, m, cur, evs = world
+    sizes = cur.group_by("tenant_id", "department").len().sort("len")
+    big = sizes.filter(sizes["len"] >= 10).row(-1, named=True)
+    small = sizes.filter(sizes["len"] < 5).row(0, named=True)
+    base = ["narrate", "--model", d / "run", "--data", d / "features.parquet"]
+    r = hr_ml(*base, "--tenant", big["tenant_id"], "--team", big["department"], "--k-anon", "5")
+    assert r.returncode == 0, r.stderr
+    assert f"{big['department']}: {big['len']} people, mean flight risk" in r.stdout and "claim:" in r.stdout
+    assert not any(e in r.stdout for e in cur["employee_id"].to_list())
+    r = hr_ml(*base, "--tenant", small["tenant_id"], "--team", small["department"])
+    assert r.returncode == 0 and "suppressed; the team has fewer than 5 people" in r.stdout and "claim:" not in r.stdout
+    r = hr_ml(*base, "--tenant", big["tenant_id"], "--team", big["department"], "--employee", "E1")
+    assert r.returncode == 2 and "exactly one of --employee E and --team DEPT" in r.stderr
