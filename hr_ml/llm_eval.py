@@ -26,20 +26,24 @@ _PROT_WORDS = sorted({w for ws in PROTECTED_SYNONYMS.values() for w in ws} - {'a
 _PROT = re.compile(r"\b(?:" + '|'.join(re.escape(w).replace(r'\ ', r'\s+') for w in _PROT_WORDS) + r")\b", re.I)
 _NUM = re.compile(r"(?<![\w.])[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.])[-+]?\d+(?:\.\d+)?")
 
-def sentences(text:str)->list[str]:
+def sentences(text:str, # a narrative
+             )->list[str]:
     "The sentences (and ';'-clauses) of a text."
     return [s for s in _SPLIT.split(text.strip()) if s]
 
-def protected_mentions(text:str)->list[str]:
+def protected_mentions(text:str, # a narrative (or a prompt)
+                      )->list[str]:
     "Protected-attribute words in a text (PROTECTED_SYNONYMS), lower-cased, in order."
     t = re.sub(r"\bjob\s+family\b", "job-fam", text, flags=re.I)
     return [m.group(0).lower() for m in _PROT.finditer(t)]
 
-def numbers(text:str)->list[str]:
+def numbers(text:str, # a narrative
+           )->list[str]:
     "The numbers written in a text, as written (thousands separators kept), pseudonymous ids left out."
     return _NUM.findall(_PID.sub(" ", text))
 
-def read_text(text:str)->list[dict]:
+def read_text(text:str, # a narrative
+             )->list[dict]:
     "Per sentence: the features it names, the direction it states (raises/lowers/None) and whether it is advice."
     out = []
     for s in sentences(text):
@@ -49,7 +53,8 @@ def read_text(text:str)->list[dict]:
     return out
 
 # %% ../nbs/25_llm_eval.ipynb #3d5c6878
-def evidence_numbers(ev:dict)->list[float]:
+def evidence_numbers(ev:dict, # one employee's evidence (`hr_ml.narrate.evidence`)
+                    )->list[float]:
     "Every number a narrative about this evidence may write."
     c = [ev['risk'] * 100, ev['risk']]
     for d in ev['drivers'] + ev['context']:
@@ -68,8 +73,11 @@ def supported(number:str,      # a number as written ('12', '3.5', '2,991', '-4'
     return any(abs(abs(x) - abs(c)) <= tol for c in cands)
 
 # %% ../nbs/25_llm_eval.ipynb #cd686e98
+_CANDS = {}   # evidence id -> its numbers, while `evaluate_narratives` runs (another employee's numbers are read many times)
+
 def _numbers_fit(nums:list[str], ev:dict)->bool:
-    c = evidence_numbers(ev)
+    "True when every number of a text is supported by `ev`."
+    c = _CANDS[ev['id']] if ev['id'] in _CANDS else _CANDS.setdefault(ev['id'], evidence_numbers(ev))
     return all(supported(n, c) for n in nums)
 
 def _check_claims(claims:list, stated:list, given:bool, ev:dict):
@@ -132,11 +140,13 @@ def evaluate_narratives(model,                 # the model the evidence comes fr
     act = actionable_features(model)
     others = {e['id']: e for e in evidence_by_employee.values()}
     verdicts = []
+    _CANDS.clear()
     for i, n in enumerate(narratives):
         key = (str(n.get('tenant_id')), str(n.get('employee_id')))
         if key not in evidence_by_employee:
             raise HRDataError(f"narrative {i+1}: employee {key[1]} of tenant {key[0]} is not among the current employees of the data; check tenant_id and employee_id")
         verdicts.append(evaluate_narrative(n, evidence_by_employee[key], act, others))
+    _CANDS.clear()
     nc = sum(v['claims'] for v in verdicts)
     summ = {'narratives': len(verdicts), 'faithful': sum(v['faithful'] for v in verdicts),
             'faithful_share': round(sum(v['faithful'] for v in verdicts) / len(verdicts), 4) if verdicts else None,

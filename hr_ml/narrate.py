@@ -20,12 +20,12 @@ from .suppression import check_k, complement, fewer_than
 
 # %% ../nbs/24_narrate.ipynb #6d7b9ea8
 LEXICON = {  # feature -> (regex of terms that name it in a sentence, advice a manager can discuss, or None: nothing to act on)
-    'compa_ratio':         (r"\bpeers\b|\bpay level\b|\bpay review\b|\bunderpaid\b|\bsalary\b|\bcompa", "Consider a pay review against peers in the same role."),
+    'compa_ratio':         (r"\bpeers\b|\bpay\b|\bpaid\b|\bunderpaid\b|\bsalary\b|\bcompensation\b|\bmarket rate\b|\bcompa", "Consider a pay review against peers in the same role."),
     'months_since_raise':  (r"\bno raise for\b|\bsince the last raise\b|\bwithout a raise\b|\bnext raise\b", "Consider bringing the next raise forward."),
     'last_raise_pct':      (r"\blast raise \d|\bsize of the last raise\b|\blast raise (?:of|was)\b", "Consider whether the size of the last raise matched the contribution."),
-    'overtime_ratio':      (r"\bovertime\b|\b(?:above|below) contracted hours\b|\bworkload\b", "Consider discussing workload and overtime, and what could be shared or dropped."),
+    'overtime_ratio':      (r"\bovertime\b|\b(?:above|below) contracted hours\b|\bworkload\b|\blong hours\b|\bextra hours\b", "Consider discussing workload and overtime, and what could be shared or dropped."),
     'weekly_hours':        (r"\bhours a week\b|\bweekly hours\b|\bcontracted \d+ hours\b", "Consider discussing whether the contracted hours a week still fit."),
-    'manager_changes_12m': (r"\bmanager changes?\b|\bnew manager\b|\bmanager continuity\b", "Consider regular one-to-ones and a career-step conversation to give manager continuity."),
+    'manager_changes_12m': (r"\bmanager changes?\b|\bnew manager\b|\bmanager continuity\b|\bmanagers\b|\bline manager\b", "Consider regular one-to-ones and a career-step conversation to give manager continuity."),
     'tenure_years':        (r"\byears with the company\b|\btenure\b|\btime with the company\b", None),
     'last_rating':         (r"\breview rating \d|\bperformance rating\b|\blast rating\b", None),
     'rating_trend':        (r"\breview rating (?:unchanged|up|down)\b|\brating trend\b", None),
@@ -47,7 +47,8 @@ def mentions(sentence:str, # one sentence of a narrative
     "The features a sentence names, by the lexicon's terms, in lexicon order."
     return [f for f, rx in _LEX.items() if rx.search(sentence)]
 
-def advice_for(feature:str)->str|None:
+def advice_for(feature:str, # a feature name
+              )->str|None:
     "What a manager can discuss for `feature`, or None when it is not something to act on."
     return (LEXICON.get(feature) or (None, None))[1]
 
@@ -60,7 +61,8 @@ def pseudo_id(tenant_id:str,   # tenant
     s = (salt if salt is not None else os.environ.get("HR_ML_NARRATE_SALT", "hr_ml.narrate")).encode()
     return "P-" + hmac.new(s, f"{tenant_id}\x1f{employee_id}".encode(), hashlib.sha256).hexdigest()[:10]
 
-def allowed_features(model:AttritionModel)->list[str]:
+def allowed_features(model:AttritionModel, # a fitted model
+                    )->list[str]:
     "The model's features, after checking none is a protected attribute or an identifier (HRDataError otherwise)."
     bad = [f for f in model.feature_names_ if f.startswith(PROTECTED_PREFIX) or protected_kind(f) or f in KEYS]
     if bad: raise HRDataError(f"model features {bad} are protected attributes or identifiers; no narrative may use them. Retrain without them.")
@@ -147,13 +149,15 @@ class LLMConfig:
         self.timeout, self.max_retries, self.temperature = timeout, max_retries, temperature
     def __repr__(self): return f"LLMConfig({self.base_url!r}, {self.model!r}, key from ${self.api_key_env})"
 
-def prompt_evidence(ev:dict)->dict:
+def prompt_evidence(ev:dict, # one employee's evidence
+                   )->dict:
     "What the prompt carries: id, risk, bucket and the drivers (feature, value, SHAP, direction, actionable); never the full SHAP vector."
     keep = ('feature', 'value', 'shap', 'direction', 'actionable')
     return {'id': ev['id'], 'risk': ev['risk'], 'bucket': ev['bucket'],
             'drivers': [{k: d[k] for k in keep} for d in ev['drivers'] + ev['context']]}
 
-def messages_for(ev:dict)->list[dict]:
+def messages_for(ev:dict, # one employee's evidence
+                )->list[dict]:
     "The chat messages for one employee's narrative."
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": "Evidence:\n" + json.dumps(prompt_evidence(ev), sort_keys=True)}]
