@@ -520,7 +520,8 @@ def eval_narratives(model:str=typer.Option(..., "--model", help="the run folder 
     if out.exists() and not out.is_dir(): fail(f"{out}: --out must be a folder")
     m = load_model(model, tracking_uri)
     X = _current_features(model, m, data, mapping, as_of)
-    evs = evidence_for(m, X, cuts=_model_cuts(model))
+    tenants = sorted({str(n['tenant_id']) for n in ns})
+    evs = evidence_for(m, X, cuts=_model_cuts(model), tenant=tenants[0] if len(tenants) == 1 else '')  # data without tenants: the file's one tenant
     res = evaluate_narratives(m, evs, ns)
     out.mkdir(parents=True, exist_ok=True)
     (out/"eval.json").write_text(json.dumps({"model": m.registry_, "narratives": str(narratives), **res}, indent=1, default=str))

@@ -13,7 +13,7 @@ import numpy as np
 from .schema import HRDataError
 from .explain import value_text
 from .privacy import PROTECTED_SYNONYMS
-from .narrate import LEXICON, mentions, advice_for, template_narrative, evidence, pseudo_id
+from .narrate import LEXICON, mentions, advice_for, label, template_narrative, evidence, pseudo_id
 
 # %% ../nbs/25_llm_eval.ipynb #7480d1e7
 DEFECTS = ('wrong_direction', 'invented_driver', 'protected', 'invented_number', 'non_actionable_advice', 'other_employee')
@@ -42,13 +42,14 @@ def numbers(text:str, # a narrative
     "The numbers written in a text, as written (thousands separators kept), pseudonymous ids left out."
     return _NUM.findall(_PID.sub(" ", text))
 
-def read_text(text:str, # a narrative
+def read_text(text:str,     # a narrative
+              features=None, # the model's features (None: the lexicon's)
              )->list[dict]:
     "Per sentence: the features it names, the direction it states (raises/lowers/None) and whether it is advice."
     out = []
     for s in sentences(text):
         r, l = bool(_RAISES.search(s)), bool(_LOWERS.search(s))
-        out.append({'sentence': s, 'features': mentions(s), 'direction': 'raises' if r and not l else 'lowers' if l and not r else None,
+        out.append({'sentence': s, 'features': mentions(s, features), 'direction': 'raises' if r and not l else 'lowers' if l and not r else None,
                     'advice': bool(_ADVICE.search(s))})
     return out
 
@@ -61,7 +62,7 @@ def evidence_numbers(ev:dict, # one employee's evidence (`hr_ml.narrate.evidence
         v = d['value']
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             c += [v, abs(v), v * 100, abs(v) * 100, abs(1 - v) * 100]
-        c += [float(x.replace(',', '')) for x in _NUM.findall(value_text(d['feature'], v))]
+        c += [float(x.replace(',', '')) for x in _NUM.findall(d.get('text') or value_text(d['feature'], v))]
     return c
 
 def supported(number:str,      # a number as written ('12', '3.5', '2,991', '-4')
@@ -98,7 +99,7 @@ def evaluate_narrative(narr:dict,          # {tenant_id, employee_id, text, clai
                       )->dict:
     "Verdict for one narrative: its defects (a subset of DEFECTS) and the measures behind them."
     text = str(narr.get('text') or '')
-    rd = read_text(text)
+    rd = read_text(text, list(ev['shap']))
     given = narr.get('claims')
     stated = [{'feature': r['features'][0], 'direction': r['direction']} for r in rd
               if len(r['features']) == 1 and r['direction'] and not r['advice']]
@@ -169,13 +170,15 @@ PHRASES = {  # a name for each feature that the lexicon reads as that feature an
     'part_time': "part-time work", 'job_level': "a promotion", 'job_family': "the job family", 'department': "the department",
     'location': "the location",
 }
+def _phrase(f:str)->str: return PHRASES.get(f) or f"the {label(f)}"
+
 _PROTECTED_LINES = ("Her age is likely a factor here.", "Family commitments may also play a role.", "His nationality may matter too.",
                     "Gender differences in the team could matter.", "A pregnancy could explain part of this.",
                     "Their religion may be relevant.", "A disability might be behind the sick days.", "Ethnicity may play a part.")
 
-def _flip(text:str, feature:str, value, i:int=0)->str:
-    "The text with the direction of `feature`'s driver sentence turned around (worded in one of two ways, by `i`)."
-    s = value_text(feature, value)
+def _flip(text:str, d:dict, i:int=0)->str:
+    "The text with the direction of driver `d`'s sentence turned around (worded in one of two ways, by `i`)."
+    s = d['text']
     s = s[:1].upper() + s[1:]
     up, down = ("raises risk", "lowers risk") if i % 2 == 0 else ("pushes up the risk", "reduces the risk")
     for a, b in ((f"{s} raises risk", f"{s} {down}"), (f"{s} lowers risk", f"{s} {up}")):
@@ -200,22 +203,25 @@ def labelled_set(evidence_by_employee:dict, # {(tenant_id, employee_id): evidenc
         text, claims = nr['text'], [dict(c) for c in nr['claims']]
         if kind == 'wrong_direction' and ev['drivers']:
             d = ev['drivers'][i % len(ev['drivers'])]
-            text = _flip(text, d['feature'], d['value'], i // 6)
+            text = _flip(text, d, i // 6)
             claims = [dict(c, direction='lowers' if c['direction'] == 'raises' else 'raises') if c['feature'] == d['feature'] else c for c in claims]
         elif kind == 'invented_driver':
             known = {d['feature'] for d in ev['drivers'] + ev['context']}
-            f = sorted(f for f in actionable if f in features and f not in known)[i % 3]
-            text += f" {PHRASES[f][:1].upper() + PHRASES[f][1:]} {('raises risk', 'adds to the risk', 'increases it')[i % 3]}."
-            claims.append({'feature': f, 'direction': 'raises'})
+            free = sorted(f for f in actionable if f in features and f not in known)
+            if not free: kind = None
+            else:
+                f = free[i % len(free)]
+                text += f" {_phrase(f)[:1].upper() + _phrase(f)[1:]} {('raises risk', 'adds to the risk', 'increases it')[i % 3]}."
+                claims.append({'feature': f, 'direction': 'raises'})
         elif kind == 'protected': text += " " + _PROTECTED_LINES[i % len(_PROTECTED_LINES)]
         elif kind == 'invented_number':
             c = evidence_numbers(ev)
             x = next(v for v in (37, 43, 53, 67, 71, 83, 97, 59, 61, 79, 89) if not supported(str(v), c))
             text = re.sub(r"\(\d+% within a year\)", f"({x}% within a year)", text, count=1)
         elif kind == 'non_actionable_advice':
-            f = next((d['feature'] for d in ev['context'] if d['feature'] in PHRASES), None)
+            f = next((d['feature'] for d in ev['context']), None)
             if f is None: kind = None
-            else: text += f" Consider discussing {PHRASES[f]}."
+            else: text += f" Consider discussing {_phrase(f)}."
         elif kind == 'other_employee':
             other = keys[(keys.index(key) + 1 + i) % len(keys)]
             o = template_narrative(evidence_by_employee[other])
@@ -261,11 +267,12 @@ def evidence_for(model,            # the model
                  X,                # current features with tenant_id and employee_id
                  keys:list|None=None, # (tenant_id, employee_id) pairs wanted (None: everyone)
                  cuts=(0.15, 0.35),# risk bucket boundaries
+                 tenant:str='',    # tenant id of data without a tenant_id column (a one-row-per-employee export)
                 )->dict:
     "{(tenant_id, employee_id): evidence} for the current employees (or those in `keys`)."
     import polars as pl
     X = X.collect() if isinstance(X, pl.LazyFrame) else X
-    X = X.with_columns(pl.col('tenant_id').cast(pl.String) if 'tenant_id' in X.columns else pl.lit('').alias('tenant_id'), pl.col('employee_id').cast(pl.String))
+    X = X.with_columns(pl.col('tenant_id').cast(pl.String) if 'tenant_id' in X.columns else pl.lit(str(tenant)).alias('tenant_id'), pl.col('employee_id').cast(pl.String))
     if keys is not None:
         want = pl.DataFrame({'tenant_id': [str(k[0]) for k in keys], 'employee_id': [str(k[1]) for k in keys]}).unique()
         X = X.join(want, on=['tenant_id', 'employee_id'], how='semi')
