@@ -1,0 +1,265 @@
+"""Narratives and their evaluation: the template is faithful on every employee, the evaluator's recall is measured on broken
+narratives, and the LLM back-end runs over real HTTP with the official `openai` client against a scripted OpenAI-compatible
+test server (faithful, unfaithful, malformed, failing and slow answers)."""
+import json, subprocess, sys, threading, time
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from hr_ml.attrition import AttritionModel
+from hr_ml.features import FEATURES, build_features
+from hr_ml.llm_eval import (DEFECTS, evaluate_narratives, evidence_for, labelled_set, protected_mentions, score_evaluator)
+from hr_ml.narrate import LLMConfig, llm_narrative, narrate, template_narrative
+from hr_ml.privacy import PROTECTED_SYNONYMS
+from hr_ml.synth import generate
+from hr_ml.tabular import actionable_features
+
+
+# ---- a scripted OpenAI-compatible server -------------------------------------------------------------------------------
+class ScriptedLLM:
+    "POST /v1/chat/completions answered from a script: ('json', content) | ('status', code) | ('sleep', seconds, content)."
+    def __init__(self):
+        self.script, self.requests = [], []
+        srv = self
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                srv.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                step = srv.script.pop(0) if srv.script else ("status", 500)
+                if self.path != "/v1/chat/completions": step = ("status", 404)
+                if step[0] == "status":
+                    self.send_response(step[1]); self.send_header("Content-Type", "application/json"); self.end_headers()
+                    self.wfile.write(b'{"error": {"message": "scripted failure"}}'); return
+                if step[0] == "sleep": time.sleep(step[1])
+                content = step[-1]
+                out = json.dumps({"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                                  "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                                  "usage": {"prompt_tokens": 321, "completion_tokens": 87, "total_tokens": 408}}).encode()
+                try:
+                    self.send_response(200); self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(out))); self.end_headers(); self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError): pass
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self): self.httpd.shutdown(); self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("narrate")
+    tables, _ = generate(n_employees=1500, n_tenants=8, seed=5)
+    tr = build_features(tables, date(2024, 12, 31))
+    m = AttritionModel(n_estimators=40, max_depth=3, early_stopping_rounds=None, n_jobs=1).fit(tr.select(FEATURES), tr["label"])
+    m.save(d / "run")
+    cur = build_features(tables, date(2025, 12, 31))
+    cur.write_parquet(d / "features.parquet")
+    evs = evidence_for(m, cur)
+    return d, m, cur, evs
+
+
+@pytest.fixture()
+def llm():
+    s = ScriptedLLM()
+    yield s
+    s.close()
+
+
+def _pick(evs, raising=True):
+    "An employee whose evidence has a driver that raises risk (so a direction can be flipped in words)."
+    return next((k, e) for k, e in evs.items() if any(d["direction"] == "raises" for d in e["drivers"]) and len(e["drivers"]) == 3)
+
+
+# ---- the template and the evaluator -----------------------------------------------------------------------------------
+def test_template_is_faithful_on_every_employee(world):
+    d, m, cur, evs = world
+    assert len(evs) == cur.height > 500
+    ns = [{"tenant_id": t, "employee_id": e, **template_narrative(v)} for (t, e), v in evs.items()]
+    s = evaluate_narratives(m, evs, ns)["summary"]
+    assert s["faithful_share"] == 1.0 and s["claim_precision"] == 1.0 and s["coverage"] == 1.0
+    assert s["protected_mentions"] == 0 and s["unsupported_numbers"] == 0 and s["non_actionable_advice"] == 0
+    assert all(v == 0 for v in s["defects"].values())
+
+
+def test_evidence_and_narratives_hold_no_identifier_or_protected_attribute(world):
+    d, m, cur, evs = world
+    ids = set(cur["employee_id"].to_list())
+    for (t, e), ev in list(evs.items())[:200]:
+        blob = json.dumps(ev) + template_narrative(ev)["text"]
+        assert e not in blob and ev["id"].startswith("P-")
+        assert not any(f.startswith("prot_") for f in ev["shap"])
+        assert protected_mentions(template_narrative(ev)["text"]) == []
+    assert not any(i in json.dumps(list(evs.values())[:50]) for i in list(ids)[:500])
+
+
+def test_evaluator_recall_and_precision_per_defect_kind(world):
+    d, m, cur, evs = world
+    lab = labelled_set(evs, m.feature_names_, actionable_features(m), n=240, seed=1)
+    assert len(lab) >= 200 and sum(k is None for _, k in lab) >= 100
+    assert {k for _, k in lab if k} == set(DEFECTS)
+    sc = score_evaluator(lab, evaluate_narratives(m, evs, [n for n, _ in lab])["verdicts"])
+    print(json.dumps(sc))
+    for k in DEFECTS:
+        assert sc[k]["n"] >= 15, (k, sc[k])
+        assert sc[k]["recall"] >= 0.95, (k, sc[k])
+        assert sc[k]["precision"] >= 0.9, (k, sc[k])
+    assert sc["faithful"]["false_alarm_rate"] <= 0.05
+
+
+def test_free_text_paraphrase_is_read_through_the_lexicon(world):
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    dr = next(x for x in ev["drivers"] if x["direction"] == "raises" and x["feature"] in ("compa_ratio", "overtime_ratio", "months_since_raise"))
+    words = {"compa_ratio": "Being paid below peers", "overtime_ratio": "Heavy overtime", "months_since_raise": "A long wait for the next raise"}[dr["feature"]]
+    ok = evaluate_narratives(m, evs, [{"tenant_id": t, "employee_id": e, "text": f"{words} increases the risk."}])["verdicts"][0]
+    bad = evaluate_narratives(m, evs, [{"tenant_id": t, "employee_id": e, "text": f"{words} reduces the risk. Consider a promotion within 413 days."}])["verdicts"][0]
+    assert ok["faithful"] and ok["unclaimed_features"] == [dr["feature"]]
+    assert {"wrong_direction", "non_actionable_advice", "invented_number"} <= set(bad["defects"])
+
+
+# ---- the LLM back-end over HTTP ---------------------------------------------------------------------------------------
+def _user_prompt(req): return next(mm["content"] for mm in req["body"]["messages"] if mm["role"] == "user")
+
+
+def test_llm_faithful_answer_over_http(world, llm, monkeypatch):
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    good = template_narrative(ev)
+    llm.script = [("json", json.dumps({"text": good["text"].replace("flight risk", "risk of leaving"), "claims": good["claims"]}))]
+    monkeypatch.setenv("HR_ML_TEST_LLM_KEY", "sk-test-123")
+    r = narrate(ev, LLMConfig(llm.url, "scripted-1", api_key_env="HR_ML_TEST_LLM_KEY", timeout=5, max_retries=0))
+    assert r["backend"] == "llm" and r["model"] == "scripted-1"
+    assert (r["prompt_tokens"], r["completion_tokens"]) == (321, 87) and r["seconds"] >= 0
+    req = llm.requests[0]
+    assert req["auth"] == "Bearer sk-test-123"
+    assert req["body"]["response_format"]["type"] == "json_schema"
+    assert req["body"]["response_format"]["json_schema"]["schema"]["required"] == ["text", "claims"]
+    prompt = _user_prompt(req)
+    assert ev["id"] in prompt and e not in prompt and t not in prompt       # pseudonymous id only
+    assert protected_mentions(prompt) == [] and "prot_" not in prompt
+    words = {w for ws in PROTECTED_SYNONYMS.values() for w in ws}
+    assert not any(f'"{w}"' in prompt for w in words)                        # no protected attribute as a key or value
+    others = [k[1] for k in list(evs)[:300] if k != (t, e)]
+    assert not any(o in prompt for o in others)                              # no other employee's data
+    v = evaluate_narratives(m, evs, [{"tenant_id": t, "employee_id": e, "text": r["text"], "claims": r["claims"]}])["verdicts"][0]
+    assert v["faithful"], v
+
+
+def test_llm_unfaithful_answer_is_caught(world, llm):
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    dr = next(x for x in ev["drivers"] if x["direction"] == "raises")
+    text = template_narrative(ev)["text"] + " Her age and family plans also matter; risk is 93%."
+    llm.script = [("json", json.dumps({"text": text, "claims": [{"feature": dr["feature"], "direction": "lowers"},
+                                                               {"feature": "tenure_bonus", "direction": "raises"}]}))]
+    r = narrate(ev, LLMConfig(llm.url, "scripted-2", timeout=5, max_retries=0))
+    assert r["backend"] == "llm"                       # well-formed: the back-end accepts it ...
+    v = evaluate_narratives(m, evs, [{"tenant_id": t, "employee_id": e, "text": r["text"], "claims": r["claims"]}])["verdicts"][0]
+    assert not v["faithful"]                           # ... and the evaluator does not
+    assert {"wrong_direction", "invented_driver", "protected", "invented_number"} <= set(v["defects"])
+    assert v["protected_mentions"] == ["age", "family"] and "93" in v["unsupported_numbers"]
+
+
+@pytest.mark.parametrize("case,script,expect", [
+    ("malformed json", [("json", '{"text": "P-x is at risk", "claims": [')], "not JSON"),
+    ("schema violation", [("json", json.dumps({"text": "fine", "claims": [{"feature": "compa_ratio", "direction": "up"}]}))], "direction"),
+    ("server error", [("status", 500), ("status", 500)], "InternalServerError"),
+    ("timeout", [("sleep", 3, "{}")], "Timeout"),
+])
+def test_llm_failures_fall_back_to_the_template(world, llm, case, script, expect):
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    llm.script = list(script)
+    r = llm_narrative(ev, LLMConfig(llm.url, "scripted-3", timeout=0.8, max_retries=1 if case == "server error" else 0))
+    assert r["backend"].startswith("template (fallback: ") and expect in r["backend"], r["backend"]
+    assert r["text"] == template_narrative(ev)["text"] and r["model"] == "scripted-3"
+    assert len(llm.requests) == (2 if case == "server error" else 1)   # retries as configured
+
+
+# ---- the commands -----------------------------------------------------------------------------------------------------
+def hr_ml(*args, env=None):
+    import os
+    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_cli_narrate_llm_then_eval(world, llm, tmp_path):
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    good = template_narrative(ev)
+    llm.script = [("json", json.dumps({"text": good["text"], "claims": good["claims"]})), ("json", "oops, not json")]
+    f = tmp_path / "n.jsonl"
+    base = ["narrate", "--model", d / "run", "--data", d / "features.parquet", "--tenant", t, "--employee", e, "--jsonl", f]
+    r1 = hr_ml(*base, "--llm-url", llm.url, "--llm-model", "scripted-cli", "--llm-key-env", "HR_ML_T_KEY", env={"HR_ML_T_KEY": "k-1"})
+    assert r1.returncode == 0, r1.stderr
+    assert "backend: llm; model scripted-cli; tokens 321+87" in r1.stdout and llm.requests[0]["auth"] == "Bearer k-1"
+    r2 = hr_ml(*base, "--llm-url", llm.url, "--llm-model", "scripted-cli")
+    assert r2.returncode == 0 and "backend: template (fallback: ValueError: not JSON" in r2.stdout
+    r3 = hr_ml(*base)
+    assert r3.returncode == 0 and "backend: template;" in r3.stdout and e not in r3.stdout
+    with open(f, "a") as fh:   # and one unfaithful line, about someone else
+        fh.write(json.dumps({"tenant_id": t, "employee_id": e, "text": good["text"].replace(ev["id"], "P-0123456789") + " Her nationality matters."}) + "\n")
+    r = hr_ml("eval", "narratives", "--model", d / "run", "--data", d / "features.parquet", "--narratives", f, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert [v["faithful"] for v in res["verdicts"]] == [True, True, True, False]
+    assert set(res["verdicts"][3]["defects"]) >= {"protected", "other_employee"}
+    assert res["summary"]["protected_mentions"] == 1 and "4 narratives: 3 faithful" in r.stdout
+
+
+@pytest.mark.parametrize("content,expect", [
+    ('{"tenant_id": "T1", "employee_id": "E1", "text": "x"\n', "line 1: not JSON"),
+    ('{"tenant_id": "T1", "text": "x"}\n', "line 1: needs tenant_id, employee_id and text"),
+    ('{"tenant_id": "T1", "employee_id": "E1", "text": "x", "claims": [{"feature": "a"}]}\n', "claims must be"),
+    ('\n', "no narratives"),
+    ('{"tenant_id": "T1", "employee_id": "nobody", "text": "x"}\n', "not among the current employees"),
+])
+def test_cli_eval_bad_input_one_line(world, tmp_path, content, expect):
+    d, m, cur, evs = world
+    f = tmp_path / "n.jsonl"
+    f.write_text(content)
+    r = hr_ml("eval", "narratives", "--model", d / "run", "--data", d / "features.parquet", "--narratives", f, "--out", tmp_path / "ev")
+    assert r.returncode == 2 and expect in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "ev" / "eval.json").exists()
+
+
+def test_cli_team_narrative_k_anonymous(world):
+    d, m, cur, evs = world
+    sizes = cur.group_by("tenant_id", "department").len().sort("len")
+    big = sizes.filter(sizes["len"] >= 10).row(-1, named=True)
+    small = sizes.filter(sizes["len"] < 5).row(0, named=True)
+    base = ["narrate", "--model", d / "run", "--data", d / "features.parquet"]
+    r = hr_ml(*base, "--tenant", big["tenant_id"], "--team", big["department"], "--k-anon", "5")
+    assert r.returncode == 0, r.stderr
+    assert f"{big['department']}: {big['len']} people, mean flight risk" in r.stdout and "claim:" in r.stdout
+    assert not any(e in r.stdout for e in cur["employee_id"].to_list())
+    r = hr_ml(*base, "--tenant", small["tenant_id"], "--team", small["department"])
+    assert r.returncode == 0 and "suppressed; the team has fewer than 5 people" in r.stdout and "claim:" not in r.stdout
+    r = hr_ml(*base, "--tenant", big["tenant_id"], "--team", big["department"], "--employee", "E1")
+    assert r.returncode == 2 and "exactly one of --employee E and --team DEPT" in r.stderr
+
+
+def test_one_row_export_model_narratives_are_faithful(tmp_path):
+    "A model trained on a one-row-per-employee export: its columns are read by their names in words, advice follows its mapping's actionable list."
+    from hr_ml.pipeline import load_dataset, choose_and_fit
+    from hr_ml.score import score_inputs
+    from hr_ml.tabular import demo_export
+    demo_export(n=300, seed=4).write_csv(tmp_path / "export.csv")
+    (tmp_path / "mapping.yaml").write_text('id: EmployeeNumber\ntarget: Attrition\npositive: "Yes"\nprotected: [Age, Gender, MaritalStatus]\n'
+                                           'drop: [DailyRate, HourlyRate, MonthlyRate]\n')
+    ds = load_dataset(tmp_path / "export.csv", tmp_path / "mapping.yaml", n_splits=3)
+    m, _ = choose_and_fit(ds, n_splits=3, n_repeats=1, model_params={"n_estimators": 30}, kind="xgboost")
+    X = score_inputs(tmp_path / "export.csv", m)[0]
+    evs = evidence_for(m, X, tenant="ACME")
+    assert all(k[0] == "ACME" for k in evs) and not any(f in ("Age", "Gender", "MaritalStatus") for f in next(iter(evs.values()))["shap"])
+    ns = [{"tenant_id": t, "employee_id": e, **template_narrative(v)} for (t, e), v in evs.items()]
+    s = evaluate_narratives(m, evs, ns)["summary"]
+    assert s["faithful_share"] == 1.0 and s["claim_precision"] == 1.0 and s["unsupported_numbers"] == 0 and s["protected_mentions"] == 0
+    assert any("Consider discussing the" in n["text"] for n in ns)          # advice on the mapping's actionable columns
+    lab = labelled_set(evs, m.feature_names_, actionable_features(m), n=240)
+    sc = score_evaluator(lab, evaluate_narratives(m, evs, [n for n, _ in lab])["verdicts"])
+    assert all(sc[k]["recall"] >= 0.95 for k in DEFECTS), sc
