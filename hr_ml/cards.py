@@ -184,7 +184,8 @@ def _fairness(r):
         for g in x["groups"]:
             if g["suppressed"]: rows.append([g["group"], "suppressed", *["–"] * 6]); continue
             rows.append([g["group"] + (" (reference)" if g.get("reference") else "" if g.get("compared") else " (not compared)")
-                         + (f" (exits suppressed: fewer than {a['k']} leavers or stayers)" if g.get("outcomes_suppressed") else ""), fmt(g["n_people"]),
+                         + (f" (exits suppressed: fewer than {a['k']} leavers or stayers)" if g.get("outcomes_suppressed") else
+                            " (exit count suppressed: it would give a smaller group's back)" if g.get("counts_suppressed") else ""), fmt(g["n_people"]),
                          f"{fmt(g['auc'])} {fmt_ci(g['auc_ci'])}", f"{fmt(g['mean_predicted'])} / {fmt(g['observed_rate'])}",
                          f"{fmt(g['selection_rate'])} {fmt_ci(g['selection_rate_ci'])}", f"{fmt(g['tpr'])} {fmt_ci(g['tpr_ci'])}",
                          f"{fmt(g['fpr'])} {fmt_ci(g['fpr_ci'])}", fmt(g.get("selection_rate_ratio"))])

@@ -139,16 +139,22 @@ def _suppress(people:dict, k:int)->set:
 _OUTCOME = ("auc", "observed_rate", "calibration_gap", "tpr", "fpr")   # figures that reveal how many left or stayed
 
 def _hide_outcomes(rows, pos:dict, neg:dict, supp:set, k:int):
-    "Blank the outcome figures of groups with 1 to k-1 leavers or stayers (and complementary groups), so no exit count under k is shown or recoverable."
+    "Blank the outcome figures of groups with 1 to k-1 leavers or stayers, and the exit counts of complementary groups, so no exit count under k is shown or recoverable."
     gs = sorted(pos)
     hide = complement([[pos[g] for g in gs], [neg[g] for g in gs]], k, hidden=[g in supp for g in gs], zero_ok=True)
     out = {g for g, h in zip(gs, hide) if h and g not in supp}
+    small = {g for g in out if 0 < pos[g] < k or 0 < neg[g] < k}
     for r in rows:
         if r["group"] not in out: continue
-        r.update(n_pos=None, outcomes_suppressed=True)
-        for m in _OUTCOME: r[m] = r[f"{m}_ci"] = None
-        r["calibration_gap_se"] = None
-        for m in ("auc", "tpr", "fpr"): r[f"{m}_diff"] = r[f"{m}_diff_ci"] = r[f"{m}_diff_se"] = None
+        if r["group"] in small:   # 1 to k-1 leavers or stayers: every outcome figure would be about them
+            r.update(n_pos=None, outcomes_suppressed=True)
+            for m in _OUTCOME: r[m] = r[f"{m}_ci"] = None
+            r["calibration_gap_se"] = None
+            for m in ("auc", "tpr", "fpr"): r[f"{m}_diff"] = r[f"{m}_diff_ci"] = r[f"{m}_diff_se"] = None
+        else:   # a large group hidden only so that a small one cannot be recovered from the totals: hide what gives its exit count back
+            r.update(n_pos=None, counts_suppressed=True)
+            for m in ("observed_rate", "calibration_gap"): r[m] = r[f"{m}_ci"] = None
+            r["calibration_gap_se"] = None
     return out
 
 # %% ../nbs/14_fairness.ipynb #f9b78adf
