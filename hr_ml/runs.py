@@ -269,8 +269,15 @@ def run_job(name:str,          # job notebook name in nbs/jobs, e.g. 'train_attr
                 from papermill.engines import papermill_engines
                 engine = f'hr_ml_steps_{run_id}'  # one engine per run: jobs run in threads of one process never share one
                 papermill_engines.register(engine, _step_engine(steps, _echo_step))
-            pm.execute_notebook(str(nb), str(tmp/'executed.ipynb'), parameters=p, kernel_name=kernel, engine_name=engine if steps else None,
-                                progress_bar=progress and not steps, cwd=str(tmp), log_output=False)
+            for attempt in range(3):  # kernels started together can race for the same ports; one then dies at start: start it again
+                try:
+                    pm.execute_notebook(str(nb), str(tmp/'executed.ipynb'), parameters=p, kernel_name=kernel, engine_name=engine if steps else None,
+                                        progress_bar=progress and not steps, cwd=str(tmp), log_output=False, start_timeout=180)
+                    break
+                except RuntimeError as e:
+                    if 'kernel_info' not in str(e): raise
+                    if attempt == 2: raise HRDataError(f"job '{name}': its Jupyter kernel did not start three times ({' '.join(str(e).split())}); "
+                                                       "run it again, or check the kernel with 'make setup'") from None
         except PapermillExecutionError as e:
             msg = ' '.join(str(e.evalue).split()) or e.ename
             raise HRDataError(msg if e.ename in ('HRDataError',) else f"job '{name}' failed: {e.ename}: {msg}") from None

@@ -241,12 +241,12 @@ def test_backtest_training_set_knows_nothing_after_the_cut(hris, data):
 
 def test_backtest_training_needs_a_year_of_records():
     "Snapshots before every table has a year of records are not trained on (their 12-month features would count a partial year)."
-    three, _ = generate(n_employees=300, n_tenants=2, seed=7, years=3)           # records begin 2023-01-01
+    three, _ = generate(n_employees=600, n_tenants=2, seed=7, years=3)           # records begin 2023-01-01
     with pytest.raises(HRDataError, match="the data needs more history"):
         training_set_as_of(three, date(2023, 12, 31))
-    four, _ = generate(n_employees=300, n_tenants=2, seed=7, years=4)            # records begin 2022-01-01: one quarter-end
+    four, _ = generate(n_employees=600, n_tenants=2, seed=7, years=4)            # records begin 2022-01-01: one quarter-end
     assert training_set_as_of(four, date(2023, 12, 31))["as_of"].unique().to_list() == [date(2022, 12, 31)]   # has a full year
-    past = training_set_as_of(generate(n_employees=300, n_tenants=2, seed=7, years=6)[0], date(2023, 12, 31))   # from 2020
+    past = training_set_as_of(generate(n_employees=600, n_tenants=2, seed=7, years=6)[0], date(2023, 12, 31))   # from 2020
     assert past["as_of"].min() >= date(2021, 1, 1) and past["as_of"].n_unique() == 8
 
 def test_bench_smoke(tmp_path):
