@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['FEATURE_DTYPES', 'NULLABLE', 'load_served_model', 'create_key', 'list_keys', 'revoke_key', 'KeyStore', 'pseudonym',
            'purge_audit', 'AuditLog', 'erase', 'ModelInfo', 'Driver', 'EmployeeScore', 'ScoreResponse', 'Changed',
-           'FactOut', 'WhatIfResponse', 'Ready', 'ErrorMessage', 'ErrorItem', 'Conflict', 'request_models',
-           'score_rows', 'create_app', 'serve']
+           'FactOut', 'WhatIfResponse', 'Ready', 'ErrorMessage', 'ErrorItem', 'Conflict', 'Claim', 'NarrativeResponse',
+           'request_models', 'narrative_request_model', 'score_rows', 'create_app', 'serve']
 
 # %% ../nbs/31_serve.ipynb #44228a7e
-import os, re, sys, json, hmac, time, uuid, fcntl, hashlib, secrets, weakref, threading, contextlib, datetime as dt
+import os, re, sys, json, typing, hmac, time, uuid, fcntl, hashlib, secrets, weakref, threading, contextlib, datetime as dt
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 import numpy as np, polars as pl, xgboost as xgb
@@ -23,6 +23,9 @@ from .features import FEATURES, CATEGORICAL, ACTIONABLE
 from .tabular import actionable_features
 from .treeshap import tree_shap
 from .score import load_model, domain, range_note
+from .narrate import LLMConfig, allowed_features, evidence, pseudo_id, narrate, llm_narrative, team_narrative
+from .privacy import find_identifier
+from .suppression import check_k
 
 # %% ../nbs/31_serve.ipynb #002fc83a
 def load_served_model(ref:str="champion",          # a registry alias ('champion', ...) or a run folder (runs/attrition/RUN_ID)
@@ -259,14 +262,32 @@ def _artifact_dirs(tracking_uri:str)->list[Path]:
     dirs = [d for d in dict.fromkeys(d.resolve() for d in dirs) if d.is_dir()]
     return [d for d in dirs if not any(o != d and d.is_relative_to(o) for o in dirs)]  # a folder inside another is searched once
 
+def _rewrite_jsonl(f:Path, tenant_id:str, employee_id:str)->int:
+    "Remove the lines of JSONL file `f` whose tenant_id and employee_id are this employee's (hr-ml narrate --jsonl writes such lines); returns how many."
+    key = str(employee_id).encode()
+    try: lines = f.read_bytes().splitlines(keepends=True)
+    except OSError: return 0
+    def mine(l:bytes)->bool:
+        if key not in l and json.dumps(str(employee_id)).encode() not in l: return False   # cheap test first (raw, or JSON-escaped)
+        try: o = json.loads(l)
+        except ValueError: return False   # not a JSON line: not ours to judge, kept
+        return (isinstance(o, dict) and str(o.get("employee_id")) == str(employee_id)
+                and ("tenant_id" not in o or str(o.get("tenant_id")) == str(tenant_id)))
+    keep = [l for l in lines if not mine(l)]
+    if len(keep) < len(lines): _write_atomic(f, b"".join(keep), f.stat().st_mode & 0o777)
+    return len(lines) - len(keep)
+
 def _erase_tree(root:Path, tenant_id:str, employee_id:str, files:dict)->tuple[int, int]:
-    "Remove one employee from every Parquet file under `root` with an employee_id column; (rows, files) removed."
+    "Remove one employee from every Parquet file under `root` with an employee_id column, and from every JSONL file with employee_id lines; (rows, files) removed."
     rows = nf = 0
-    for f in sorted(root.rglob("*.parquet")):
-        if any(p.startswith(".") for p in f.relative_to(root).parts) or not f.is_file(): continue
-        hit = _id_hit(f, tenant_id, employee_id)
-        if hit is None: continue
-        n = _rewrite_parquet(f, hit)
+    found = [root] if root.is_file() else sorted(root.rglob("*.parquet")) + sorted(root.rglob("*.jsonl"))
+    for f in found:
+        if f != root and any(p.startswith(".") for p in f.relative_to(root).parts) or not f.is_file(): continue
+        if f.suffix == ".jsonl": n = _rewrite_jsonl(f, tenant_id, employee_id)
+        else:
+            hit = _id_hit(f, tenant_id, employee_id)
+            if hit is None: continue
+            n = _rewrite_parquet(f, hit)
         if n: _rehash(f); rows += n; nf += 1; files[str(f)] = n
     return rows, nf
 
@@ -277,8 +298,9 @@ def erase(tenant_id:str,                 # the employee's tenant
           runs:Path|None=None,           # a runs folder: every run's per-employee Parquet files (drivers.parquet), manifests re-hashed
           tracking_uri:str|None=None,    # an MLflow store whose artifact copies of run folders are rewritten the same way
           files:dict|None=None,          # filled with {file: rows removed} for every file changed
+          narratives:list[Path]|None=None, # narrative JSONL files (hr-ml narrate --jsonl), or folders searched for *.jsonl
          )->dict:
-    "Remove one employee's lines from the audit log and their rows from stored scores, run folders and MLflow artifacts; returns the counts."
+    "Remove one employee's lines from the audit log and narrative files, and their rows from stored scores, run folders and MLflow artifacts; returns the counts."
     state, res = Path(state), {"audit_lines": 0, "audit_files": 0, "score_rows": 0, "score_files": 0}
     files = {} if files is None else files
     paths = [Path(f) for f in (scores or [])]
@@ -286,6 +308,10 @@ def erase(tenant_id:str,                 # the employee's tenant
         if not f.exists(): raise HRDataError(f"{f}: stored-score file not found; pass Parquet files written by hr-ml score")
         names = pl.scan_parquet(f).collect_schema().names()
         if not {"tenant_id", "employee_id"} <= set(names): raise HRDataError(f"{f}: no tenant_id and employee_id columns; pass Parquet files written by hr-ml score (with ids)")
+    nar = [Path(f) for f in (narratives or [])]
+    for f in nar:
+        if not f.exists(): raise HRDataError(f"{f}: narratives file or folder not found; pass JSONL files written by hr-ml narrate --jsonl, or their folder")
+        if f.is_file() and f.suffix != ".jsonl": raise HRDataError(f"{f}: not a .jsonl file; pass JSONL files written by hr-ml narrate --jsonl, or their folder")
     if runs is not None and not Path(runs).is_dir(): raise HRDataError(f"{runs}: runs folder not found; pass the --out folder of hr-ml train (e.g. runs)")
     arts = _artifact_dirs(str(tracking_uri)) if tracking_uri else []
     salt = _salt(state, create=False)
@@ -304,6 +330,11 @@ def erase(tenant_id:str,                 # the employee's tenant
     for f in paths:
         n = _rewrite_parquet(f, hit)
         if n: res["score_rows"] += n; res["score_files"] += 1; files[str(f)] = n
+    if nar:
+        res["narrative_lines"] = res["narrative_files"] = 0
+        for f in nar:
+            r, n = _erase_tree(f, tenant_id, employee_id, files)
+            res["narrative_lines"] += r; res["narrative_files"] += n
     if runs is not None: res["run_rows"], res["run_files"] = _erase_tree(Path(runs), tenant_id, employee_id, files)
     if tracking_uri:
         res["mlflow_rows"] = res["mlflow_files"] = 0
@@ -422,6 +453,30 @@ class Conflict(BaseModel):
     "A what-if fact that the employee's record rules out, in one line."
     detail: list[ErrorItem]
 
+class Claim(BaseModel):
+    "One claim of a narrative: the feature it rests on and the direction it states."
+    feature: str
+    direction: Literal["raises", "lowers"]
+
+class NarrativeResponse(BaseModel):
+    "A manager-facing narrative for one employee or a team, and which back-end wrote it at what cost."
+    model: ModelInfo
+    employee_id: Optional[str] = Field(None, description="the employee (an `employee` request); null for a team")
+    team: Optional[str] = Field(None, description="the team (a `team` request); null for one employee")
+    n: Optional[int] = Field(None, description="people the narrative covers; null when a team is suppressed")
+    suppressed: bool = Field(description="true when the team has fewer than k people: no aggregate is given")
+    id: str = Field(description="the pseudonymous id the narrative uses (an employee), or the team's name")
+    text: str
+    claims: list[Claim] = Field(description="each feature the text rests on and the direction it states, checkable against SHAP")
+    risk: Optional[float] = Field(None, description="the employee's risk, or the team's mean risk; null when suppressed")
+    bucket: Optional[Literal["Low", "Medium", "High"]] = Field(None, description="the bucket of `risk`")
+    backend: str = Field(description="'template', 'llm', or 'template (fallback: reason)' when the LLM failed")
+    llm_model: Optional[str] = Field(None, description="the LLM's model name (null for the template)")
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float = Field(description="seconds spent writing the narrative (the LLM call, or the template)")
+    warnings: list[str]
+
 def request_models(model:AttritionModel,  # the served model
                    max_batch:int=10_000,  # most employees per scoring request
                   ):
@@ -451,6 +506,21 @@ def request_models(model:AttritionModel,  # the served model
     either = Annotated[Union[Annotated[by_change, Tag("change")], Annotated[by_fact, Tag("fact")]], Discriminator(pick)]
     WhatIf = type("WhatIfRequest", (RootModel[either],), {"__doc__": "One employee and either a `change` of one feature or an HR `fact`."})
     return Score, WhatIf
+
+def narrative_request_model(model:AttritionModel,  # the served model
+                            max_batch:int=10_000,  # most employees in a team
+                            employee=None,         # the scoring request's Employee model, to share (None: a new one)
+                           ):
+    "The strict pydantic model of a narrative request: `{employee: {employee_id, features}}` or `{team, employees: [...]}`."
+    cfg = ConfigDict(extra="forbid", strict=True)
+    Employee = employee or create_model("Employee", __config__=cfg, employee_id=(_ID, ...), features=(_features_model(model), ...))
+    One = create_model("NarrativeEmployee", __config__=cfg, employee=(Employee, Field(description="one employee's id and features, as in a scoring request")))
+    Team = create_model("NarrativeTeam", __config__=cfg,
+                        team=(Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S")], Field(description="the team's name, e.g. a department")),
+                        employees=(Annotated[list[Employee], Field(min_length=1, max_length=max_batch)], Field(description="every member, each once")))
+    pick = lambda v: "team" if (("team" in v or "employees" in v) if isinstance(v, dict) else hasattr(v, "team")) else "employee"
+    either = Annotated[Union[Annotated[One, Tag("employee")], Annotated[Team, Tag("team")]], Discriminator(pick)]
+    return type("NarrativeRequest", (RootModel[either],), {"__doc__": "One employee, or a team of employees (k-anonymous)."})
 
 # %% ../nbs/31_serve.ipynb #260b4deb
 def _columns(model:AttritionModel, rows:list)->dict:
@@ -617,6 +687,8 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
                k:int=3,                       # drivers per employee
                cuts=(0.15, 0.35),             # Low/Medium and Medium/High boundaries
                small_batch:int=64,            # batches up to this size take the direct one-thread path
+               llm:LLMConfig|None=None,       # the narrative route's LLM back-end (None: the template)
+               k_anon:int=5,                  # a team narrative over fewer people is suppressed
               ):
     "The FastAPI scoring app: tenant routes with API keys, health, readiness, metrics; audit log in `state`."
     from fastapi import FastAPI, Depends, HTTPException, Request, Security
@@ -627,12 +699,21 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
     if not isinstance(max_batch, int) or max_batch < 1: raise HRDataError(f"max_batch={max_batch!r}: use a positive number of employees, e.g. 10000")
     if not isinstance(max_body_bytes, int) or max_body_bytes < 1024: raise HRDataError(f"max_body_bytes={max_body_bytes!r}: use at least 1024 bytes")
     buckets([0.5], cuts)  # checks the cuts
+    k_anon = check_k(k_anon, "k_anon")
+    if llm is not None and not isinstance(llm, LLMConfig): raise HRDataError(f"llm={llm!r}: pass an hr_ml.narrate.LLMConfig, or None for the template")
     state = _state_dir(state)
     info = dict(getattr(model, "registry_", None) or {"name": "attrition", "version": None, "alias": None, "run": None, "sha256": None})
     info = {k_: info.get(k_) for k_ in ("name", "version", "alias", "run", "sha256")}
     keys, audit, metrics = KeyStore(state), AuditLog(state, retention_days), _Metrics(info)
     purge_audit(state, retention_days)
     Score, WhatIf = request_models(model, max_batch)
+    Narr = narrative_request_model(model, max_batch, typing.get_args(Score.model_fields["employees"].annotation)[0])
+    allowed_features(model)  # a model with a protected attribute or an identifier among its features serves no narrative
+    llm_client = None
+    if llm is not None:  # one client for every request (its connection pool); the key is read once, at start
+        import openai
+        llm_client = openai.OpenAI(base_url=llm.base_url, api_key=os.environ.get(llm.api_key_env) or "not-set",
+                                   timeout=llm.timeout, max_retries=llm.max_retries)
     warm = _warm_row(model)
     score_rows(model, ["warm-up"], warm, k, cuts, small_batch)
     score_rows(model, ["warm-up"] * 2, {f: v * 2 for f, v in warm.items()}, k, cuts, 1)
@@ -765,13 +846,70 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
         metrics.scored.labels("what-if").inc()
         return _json({"model": info, "employee_id": body.employee_id, **r, "warnings": _unseen(model, cols)[0] + [f"new value: {w}" for w in new]})
 
+    def _no_identifiers(cols:dict, where:tuple):
+        "422 naming the first text feature whose values are a direct identifier (an e-mail, a person's name): they would reach the narrative."
+        for f in model.categories_:
+            vals = [v for v in cols.get(f, []) if isinstance(v, str)]
+            hit = find_identifier(pl.Series(vals, dtype=pl.String)) if vals else None
+            if hit: raise RequestValidationError([{"loc": ("body", *where, f), "type": "identifier",
+                                                   "msg": f"holds {hit[0]}, a direct identifier; names, e-mails, phones and national ids never enter a narrative"}])
+
+    def _narrate_one(tenant_id:str, key_id:str, e)->dict:
+        cols = _columns(model, [e.features])
+        _no_identifiers(cols, ("employee", "features"))
+        with serial: ev = evidence(model, _frame(model, cols), [pseudo_id(tenant_id, e.employee_id)], cuts=cuts)[0]
+        nr = llm_narrative(ev, llm, llm_client) if llm is not None else narrate(ev)
+        res = {"model": info, "employee_id": e.employee_id, "team": None, "n": 1, "suppressed": False, "id": nr["id"], "text": nr["text"],
+               "claims": nr["claims"], "risk": ev["risk"], "bucket": ev["bucket"], "backend": nr["backend"], "llm_model": nr["model"],
+               "prompt_tokens": nr["prompt_tokens"], "completion_tokens": nr["completion_tokens"], "seconds": nr["seconds"],
+               "warnings": _unseen(model, cols)[0]}
+        return res, [{"employee": audit.pseudonym(tenant_id, e.employee_id), "risk": ev["risk"], "bucket": ev["bucket"]}]
+
+    def _narrate_team(tenant_id:str, key_id:str, body)->dict:
+        ids = [e.employee_id for e in body.employees]
+        if len(set(ids)) < len(ids):  # a member sent twice would count twice towards k
+            dup = next(i for i, x in enumerate(ids) if ids.index(x) != i)
+            raise RequestValidationError([{"loc": ("body", "employees", dup, "employee_id"), "type": "duplicate", "msg": "this employee is already in the team; send each member once"}])
+        cols = _columns(model, [e.features for e in body.employees])
+        _no_identifiers(cols, ("employees", "features"))
+        t0 = time.perf_counter()
+        evs = None
+        if len(ids) >= k_anon:
+            with serial: evs = evidence(model, _frame(model, cols), [f"T{i}" for i in range(len(ids))], cuts=cuts)
+        tn = team_narrative(evs if evs is not None else [None] * len(ids), body.team, k_anon)
+        risk = None if tn["suppressed"] else round(float(np.mean([x["risk"] for x in evs])), 4)
+        res = {"model": info, "employee_id": None, "team": body.team, "n": tn["n"], "suppressed": tn["suppressed"], "id": tn["id"],
+               "text": tn["text"], "claims": tn["claims"], "risk": risk, "bucket": None if risk is None else str(buckets([risk], cuts)[0]),
+               "backend": "template", "llm_model": None, "prompt_tokens": 0, "completion_tokens": 0,
+               "seconds": round(time.perf_counter() - t0, 3), "warnings": []}
+        return res, [{"employee": audit.pseudonym(tenant_id, x), "risk": evs[i]["risk"] if evs else None, "bucket": evs[i]["bucket"] if evs else None,
+                      "team": True, "suppressed": tn["suppressed"]} for i, x in enumerate(ids)]
+
+    @app.post("/v1/tenants/{tenant_id}/attrition/narrative", tags=["attrition"], response_model=NarrativeResponse, responses=_ERR,
+              summary="A manager-facing narrative from the SHAP evidence, for one employee or a team (k-anonymous)",
+              description="The template back-end, or the LLM configured at server start (`hr-ml serve --llm-url`), falling back to the "
+                          "template on any failure and saying so in `backend`. A team of fewer than k people gets a suppressed answer.",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NarrativeRequest"}}}}})
+    async def narrative(tenant_id:str, request:Request, key_id:str=Depends(tenant_key)):
+        body = (await _body(request, Narr)).root  # after the key check
+        def work():
+            res, lines = (_narrate_team if hasattr(body, "team") else _narrate_one)(tenant_id, key_id, body if hasattr(body, "team") else body.employee)
+            rid = uuid.uuid4().hex   # one request, one id: a team's lines share it (its cost is the request's, not each member's)
+            _audit([{"tenant": tenant_id, **l, "route": "narrative", "request_id": rid, "model": info["name"], "model_version": info["version"],
+                     "model_sha256": info["sha256"], "key_id": key_id, "backend": res["backend"], "llm_model": res["llm_model"],
+                     "prompt_tokens": res["prompt_tokens"], "completion_tokens": res["completion_tokens"], "seconds": res["seconds"]} for l in lines])
+            return res
+        res = await run_in_threadpool(work)  # an LLM call may take seconds: never in the event loop
+        metrics.scored.labels("narrative").inc(res["n"] or 0)
+        return _json(res)
+
     def openapi():
         "FastAPI's spec plus the schema of the scoring request, which that route validates itself."
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
             from pydantic.json_schema import models_json_schema
             spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            _, defs = models_json_schema([(Score, "validation")], ref_template="#/components/schemas/{model}")
+            _, defs = models_json_schema([(Score, "validation"), (Narr, "validation")], ref_template="#/components/schemas/{model}")
             for k_, v in defs["$defs"].items(): spec["components"]["schemas"].setdefault(k_, v)
             app.openapi_schema = spec
         return app.openapi_schema

@@ -22,6 +22,7 @@ from hr_ml.serve import (create_app, create_key, erase, list_keys, load_served_m
 from hr_ml.synth import generate
 
 SCORES, WHATIF = "/v1/tenants/{}/attrition/scores", "/v1/tenants/{}/attrition/what-if"
+NARRATIVE = "/v1/tenants/{}/attrition/narrative"
 RUN_ID = "20250101-000000-test01"
 
 
@@ -80,7 +81,8 @@ def tenant_routes(app):
 def valid_body(base, path):
     "A valid request body for each tenant route (a new tenant route must be added here, or the isolation tests fail)."
     bodies = {SCORES.format("{tenant_id}"): {"employees": [emp(base, 0), emp(base, 1)]},
-              WHATIF.format("{tenant_id}"): {**emp(base, 0), "change": {"feature": "compa_ratio", "value": 1.0}}}
+              WHATIF.format("{tenant_id}"): {**emp(base, 0), "change": {"feature": "compa_ratio", "value": 1.0}},
+              NARRATIVE.format("{tenant_id}"): {"employee": emp(base, 0)}}
     return bodies[path]
 
 
@@ -185,7 +187,7 @@ def test_what_if_fact_equals_explain(base):
 def test_every_tenant_route_requires_a_key(base):
     c, A = base["client"], base["A"]
     routes = tenant_routes(base["app"])
-    assert len(routes) == 2, routes
+    assert len(routes) == 3, routes
     revoked_id, revoked = create_key(A, base["state"], label="to revoke")
     revoke_key(revoked_id, base["state"])
     bad_headers = [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}, {"Authorization": "Bearer nonsense"},
@@ -199,7 +201,7 @@ def test_every_tenant_route_requires_a_key(base):
             assert r.status_code == 401, (path, h, r.status_code, r.text)
             assert r.headers.get("www-authenticate") == "Bearer" and "detail" in r.json()
         assert c.request(method, path.format(tenant_id=A), json=body, headers=hdr(base)).status_code == 200
-    assert len(audit_lines(base["state"])) == n0 + 3  # only the authorised requests were scored
+    assert len(audit_lines(base["state"])) == n0 + 4  # only the authorised requests were scored
 
 
 def test_cross_tenant_access_is_refused_on_every_tenant_route(base):
@@ -425,13 +427,14 @@ def test_health_ready_metrics(base):
 
 def test_openapi_is_served_and_describes_the_strict_models(base):
     spec = base["client"].get("/openapi.json").json()
-    assert {SCORES.format("{tenant_id}"), WHATIF.format("{tenant_id}"), "/health", "/ready", "/metrics"} <= set(spec["paths"])
+    assert {SCORES.format("{tenant_id}"), WHATIF.format("{tenant_id}"), NARRATIVE.format("{tenant_id}"), "/health", "/ready", "/metrics"} <= set(spec["paths"])
     feats = spec["components"]["schemas"]["EmployeeFeatures"]
     assert feats["additionalProperties"] is False and set(feats["required"]) == set(FEATURES)
     assert feats["properties"]["job_level"]["type"] == "integer"
     assert {"type": "null"} in feats["properties"]["overtime_ratio"]["anyOf"]
     assert "ApiKey" in spec["components"]["securitySchemes"]
-    for p in (SCORES, WHATIF):
+    assert {"NarrativeRequest", "NarrativeEmployee", "NarrativeTeam", "NarrativeResponse"} <= set(spec["components"]["schemas"])
+    for p in (SCORES, WHATIF, NARRATIVE):
         op = spec["paths"][p.format("{tenant_id}")]["post"]
         assert {"401", "403", "413", "422"} <= set(op["responses"]) and op["security"] == [{"ApiKey": []}]
 
@@ -466,7 +469,7 @@ def test_schemathesis_no_5xx_and_schema_conformance(base):
     schema.config.generation.update(deterministic=True)
     headers, seen = {"Authorization": f"Bearer {secret}"}, []
     ops = [r.ok() for r in schema.get_all_operations()]
-    assert len(ops) == 5
+    assert len(ops) == 6
     for op in ops:
         tenant = {"tenant_id": base["A"]} if "{tenant_id}" in op.path else None
         post = op.method.upper() == "POST"
@@ -481,6 +484,7 @@ def test_schemathesis_no_5xx_and_schema_conformance(base):
             run()
     ok = {(p, c) for p, m, c in seen if m == "positive"}
     assert (SCORES.format("{tenant_id}"), 200) in ok and (WHATIF.format("{tenant_id}"), 200) in ok, sorted(set(seen))
+    assert (NARRATIVE.format("{tenant_id}"), 200) in ok, sorted(set(seen))
     assert any(m == "negative" and c == 422 for p, m, c in seen)
 
 
