@@ -346,13 +346,26 @@ def serve(model:str=typer.Option("champion", "--model", help="registry alias (ch
           retention_days:int=typer.Option(90, "--retention-days", help="days of audit log kept (older days are deleted)"),
           max_batch:int=typer.Option(10_000, "--max-batch", help="most employees per scoring request"),
           max_body_mb:float=typer.Option(32.0, "--max-body-mb", help="largest request body in MiB"),
+          llm_url:Optional[str]=typer.Option(None, "--llm-url", help="OpenAI-compatible base URL for the narrative route, e.g. http://localhost:8000/v1 (default: the template back-end)"),
+          llm_model:Optional[str]=typer.Option(None, "--llm-model", help="model name at --llm-url"),
+          llm_key_env:str=typer.Option("OPENAI_API_KEY", "--llm-key-env", help="environment variable holding the endpoint's API key (read at start)"),
+          llm_timeout:float=typer.Option(30.0, "--llm-timeout", help="seconds per LLM request; on a timeout or any failure the template answers"),
+          k_anon:int=typer.Option(5, "--k-anon", help="a team narrative over fewer people is suppressed"),
          ):
-    "Serve risk scores, drivers and what-ifs over HTTP, per tenant, with API keys and an audit log."
+    "Serve risk scores, drivers, what-ifs and narratives over HTTP, per tenant, with API keys and an audit log."
     from hr_ml.serve import serve as _serve
-    for name, v in (("--retention-days", retention_days), ("--max-batch", max_batch), ("--max-body-mb", max_body_mb)):
+    from hr_ml.suppression import check_k
+    for name, v in (("--retention-days", retention_days), ("--max-batch", max_batch), ("--max-body-mb", max_body_mb), ("--llm-timeout", llm_timeout)):
         if v <= 0: fail(f"{name} {v}: must be positive")
+    check_k(k_anon, "--k-anon")
+    if (llm_url is None) != (llm_model is None): fail("--llm-url and --llm-model go together; pass both, or neither for the template")
+    if llm_url is not None and not llm_url.startswith(("http://", "https://")): fail(f"--llm-url {llm_url}: use an http:// or https:// base URL, e.g. http://localhost:8000/v1")
+    llm = None
+    if llm_url is not None:
+        from hr_ml.narrate import LLMConfig
+        llm = LLMConfig(llm_url, llm_model, llm_key_env, timeout=llm_timeout)
     _serve(model, host=host, port=port, state=state, tracking_uri=tracking_uri, retention_days=retention_days,
-           max_batch=max_batch, max_body_bytes=int(max_body_mb * 2**20), cuts=_model_cuts(model))
+           max_batch=max_batch, max_body_bytes=int(max_body_mb * 2**20), cuts=_model_cuts(model), llm=llm, k_anon=k_anon)
 
 keys_app = typer.Typer(help="API keys of the scoring service (one tenant per key).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -396,17 +409,20 @@ def erase(tenant:str=typer.Option(..., "--tenant", help="tenant id"),
           scores:Optional[List[Path]]=typer.Option(None, "--scores", help="stored score file(s) from hr-ml score to erase the employee from (repeatable)"),
           runs:Optional[Path]=typer.Option(None, "--runs", help="runs folder whose runs' drivers.parquet hold the employee; default: runs, if it exists"),
           tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow store whose artifact copies of the runs are rewritten too; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
+          narratives:Optional[List[Path]]=typer.Option(None, "--narratives", help="narrative JSONL file(s) from hr-ml narrate --jsonl, or folders searched for *.jsonl (repeatable)"),
          ):
-    "Erase one employee from the audit log, stored score files, run folders and their MLflow artifact copies (right to erasure)."
+    "Erase one employee from the audit log, narrative files, stored score files, run folders and their MLflow artifact copies (right to erasure)."
     from hr_ml.serve import erase as _erase
     from hr_ml.registry import resolve_uri
     for f in scores or []:
         if not f.exists(): fail(f"{f}: score file not found. Check --scores.")
+    for f in narratives or []:
+        if not f.exists(): fail(f"{f}: narratives file or folder not found. Check --narratives.")
     if runs is not None and not runs.is_dir(): fail(f"{runs}: runs folder not found. Check --runs.")
     runs = runs if runs is not None else Path("runs") if Path("runs").is_dir() else None
     uri = tracking_uri or (resolve_uri(None, root=_store_next_to(runs)) if runs is not None else None)
     files = {}
-    r = _erase(tenant, employee, state, scores=list(scores or []), runs=runs, tracking_uri=uri, files=files)
+    r = _erase(tenant, employee, state, scores=list(scores or []), runs=runs, tracking_uri=uri, files=files, narratives=list(narratives or []))
     out_console.print(f"erased employee {employee} of tenant {tenant}: " + ", ".join(f"{k} {v}" for k, v in r.items()), markup=False)
     for f, n in files.items(): out_console.print(f"  {f}: {n} removed", markup=False)
     if not files: out_console.print("  no file held the employee", markup=False)

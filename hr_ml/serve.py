@@ -926,13 +926,13 @@ def serve(model_ref:str="champion",      # registry alias or run folder
           state:Path=Path("serving"),    # state folder: keys.json, audit_salt, audit/
           tracking_uri:str|None=None,    # MLflow tracking URI for an alias
           log_level:str="warning",       # uvicorn's log level
-          **app_kwargs,                  # create_app options: max_batch, max_body_bytes, retention_days, k, cuts, small_batch
+          **app_kwargs,                  # create_app options: max_batch, max_body_bytes, retention_days, k, cuts, small_batch, llm, k_anon
          ):
     "Load the model and serve the scoring app with uvicorn until stopped."
     import uvicorn
     m = load_served_model(model_ref, tracking_uri)
     app = create_app(m, state, **app_kwargs)
-    info, keys = app.state.info, app.state.keys
+    info, keys, llm = app.state.info, app.state.keys, app_kwargs.get("llm")
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
@@ -942,6 +942,7 @@ def serve(model_ref:str="champion",      # registry alias or run folder
             v = f"version {info['version']}" if info["version"] is not None else f"run {info['run']}"
             n = len(keys)
             print(f"hr-ml serve: {info['name']} {v} (sha256 {str(info['sha256'])[:12]}) ready on http://{host}:{bound}; "
-                  f"{n} active API key{'s' if n != 1 else ''} in {Path(state)/'keys.json'}" + ("" if n else " (create one first)"), flush=True)
+                  f"{n} active API key{'s' if n != 1 else ''} in {Path(state)/'keys.json'}" + ("" if n else " (create one first)")
+                  + f"; narratives by {'the template' if llm is None else f'{llm.model} at {llm.base_url}, the template on failure'}", flush=True)
 
     _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)).run()

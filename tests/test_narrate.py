@@ -263,3 +263,153 @@ def test_one_row_export_model_narratives_are_faithful(tmp_path):
     lab = labelled_set(evs, m.feature_names_, actionable_features(m), n=240)
     sc = score_evaluator(lab, evaluate_narratives(m, evs, [n for n, _ in lab])["verdicts"])
     assert all(sc[k]["recall"] >= 0.95 for k in DEFECTS), sc
+
+
+# ---- the narrative route of the scoring service -----------------------------------------------------------------------
+NARRATIVE = "/v1/tenants/{}/attrition/narrative"
+
+
+def _row(cur, t, e):
+    "One employee of the current features as a request item."
+    r = cur.filter((cur["tenant_id"] == t) & (cur["employee_id"] == e)).row(0, named=True)
+    return {"employee_id": e, "features": {f: r[f] for f in FEATURES}}
+
+
+def _audit(state):
+    return [json.loads(l) for f in sorted((state / "audit").glob("*.jsonl")) for l in f.read_text().splitlines()]
+
+
+def test_api_narrative_template_llm_fallback_and_audit(world, llm, tmp_path, monkeypatch):
+    "Template and LLM narratives over the API equal hr_ml.narrate's; the LLM's failure falls back; each audit line names back-end, tokens, seconds."
+    from fastapi.testclient import TestClient
+    from hr_ml.serve import create_app, create_key, load_served_model, pseudonym, _salt
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    model, state = load_served_model(d / "run"), tmp_path / "state"
+    kid, secret = create_key(t, state)
+    h = {"Authorization": f"Bearer {secret}"}
+    c = TestClient(create_app(model, state))
+    r = c.post(NARRATIVE.format(t), json={"employee": _row(cur, t, e)}, headers=h)
+    assert r.status_code == 200, r.text
+    a, want = r.json(), template_narrative(ev)
+    assert (a["text"], a["claims"], a["id"], a["backend"], a["llm_model"]) == (want["text"], want["claims"], ev["id"], "template", None)
+    assert (a["risk"], a["bucket"], a["employee_id"], a["n"], a["suppressed"]) == (ev["risk"], ev["bucket"], e, 1, False)
+    assert a["model"]["run"] == model.registry_["run"]
+    monkeypatch.setenv("HR_ML_TEST_LLM_KEY", "sk-api-1")
+    cl = TestClient(create_app(model, state, llm=LLMConfig(llm.url, "scripted-api", api_key_env="HR_ML_TEST_LLM_KEY", timeout=5, max_retries=0)))
+    llm.script = [("json", json.dumps({"text": want["text"].replace("flight risk", "risk of leaving"), "claims": want["claims"]})), ("status", 500)]
+    b = cl.post(NARRATIVE.format(t), json={"employee": _row(cur, t, e)}, headers=h).json()
+    assert (b["backend"], b["llm_model"], b["prompt_tokens"], b["completion_tokens"]) == ("llm", "scripted-api", 321, 87), b
+    assert "risk of leaving" in b["text"] and llm.requests[0]["auth"] == "Bearer sk-api-1"
+    prompt = _user_prompt(llm.requests[0])
+    assert ev["id"] in prompt and e not in prompt and t not in prompt and protected_mentions(prompt) == []
+    v = evaluate_narratives(m, evs, [{"tenant_id": t, "employee_id": e, "text": b["text"], "claims": b["claims"]}])["verdicts"][0]
+    assert v["faithful"], v
+    f = cl.post(NARRATIVE.format(t), json={"employee": _row(cur, t, e)}, headers=h).json()
+    assert f["backend"].startswith("template (fallback: InternalServerError") and f["text"] == want["text"] and f["llm_model"] == "scripted-api", f
+    lines = _audit(state)
+    assert [l["backend"] for l in lines] == ["template", "llm", f["backend"]]
+    who = pseudonym(_salt(state), t, e)
+    for l, resp in zip(lines, (a, b, f)):
+        assert (l["tenant"], l["key_id"], l["employee"], l["route"], l["model_version"], l["model_sha256"]) == (t, kid, who, "narrative", None, model.registry_["sha256"])
+        assert (l["prompt_tokens"], l["completion_tokens"], l["seconds"], l["llm_model"]) == (resp["prompt_tokens"], resp["completion_tokens"], resp["seconds"], resp["llm_model"])
+    text = (state / "audit").joinpath(next((state / "audit").glob("*.jsonl")).name).read_text()
+    assert e not in text and "risk of leaving" not in text    # a pseudonym, never the id; no narrative text
+
+
+def test_api_narrative_team_k_anonymity_identifiers_and_tenants(world, tmp_path):
+    from fastapi.testclient import TestClient
+    from hr_ml.serve import create_app, create_key, load_served_model
+    d, m, cur, evs = world
+    tenants = cur["tenant_id"].unique(maintain_order=True).to_list()
+    t, other = tenants[0], tenants[1]
+    state = tmp_path / "state"
+    h = {"Authorization": f"Bearer {create_key(t, state)[1]}"}
+    c = TestClient(create_app(load_served_model(d / "run"), state, k_anon=5))
+    url = NARRATIVE.format(t)
+    ids = cur.filter(cur["tenant_id"] == t)["employee_id"].to_list()
+    team = lambda n: {"team": "Sales", "employees": [_row(cur, t, e) for e in ids[:n]]}
+    s = c.post(url, json=team(4), headers=h).json()
+    assert (s["suppressed"], s["n"], s["risk"], s["bucket"], s["claims"]) == (True, None, None, None, []), s
+    assert "fewer than 5 people" in s["text"] and not any(ch.isdigit() and ch != "5" for ch in s["text"])
+    g = c.post(url, json=team(12), headers=h).json()
+    assert (g["suppressed"], g["n"], g["team"], g["employee_id"]) == (False, 12, "Sales", None) and g["claims"], g
+    assert abs(g["risk"] - np.mean([evs[(t, e)]["risk"] for e in ids[:12]])) < 1e-3
+    assert not any(e in g["text"] for e in ids) and "Sales: 12 people" in g["text"]
+    dup = team(4); dup["employees"].append(dup["employees"][0])      # 4 people sent as 5: still suppressed, refused
+    r = c.post(url, json=dup, headers=h)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "employees", 4, "employee_id"], r.text
+    one = _row(cur, t, ids[0])
+    for extra, col in (({"email": "jane.doe@acme.example"}, "email"), ({"full_name": "Maria Schmidt"}, "full_name")):
+        r = c.post(url, json={"employee": {**one, "features": {**one["features"], **extra}}}, headers=h)
+        assert r.status_code == 422 and col in r.json()["detail"][0]["loc"], r.text
+    for value in ("jane.doe@acme.example", "Maria Schmidt"):
+        r = c.post(url, json={"employee": {**one, "features": {**one["features"], "department": value}}}, headers=h)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "employee", "features", "department"], r.text
+        assert value not in r.text                                      # named, never echoed
+    r = c.post(url, json={"team": "Sales", "employees": [{**_row(cur, t, e), "features": {**_row(cur, t, e)["features"], "department": "x@y.example" if i == 7 else "Sales"}} for i, e in enumerate(ids[:8])]}, headers=h)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "employees", "features", "department"], r.text
+    assert c.post(NARRATIVE.format(other), json={"employee": one}, headers=h).status_code == 403
+    assert c.post(url, json={"employee": one}).status_code == 401
+    assert len(_audit(state)) == 4 + 12                                 # refused requests write nothing
+
+
+def test_cli_serve_with_llm_backend(world, llm, tmp_path):
+    "hr-ml serve --llm-url/--llm-model: a real server's narrative route calls the endpoint; a half-given LLM is one line, exit 2."
+    import os, re, select, signal, urllib.request
+    from hr_ml.serve import create_key
+    d, m, cur, evs = world
+    (t, e), ev = _pick(evs)
+    good = template_narrative(ev)
+    llm.script = [("json", json.dumps({"text": good["text"], "claims": good["claims"]}))]
+    r = hr_ml("serve", "--model", d / "run", "--llm-url", llm.url)
+    assert r.returncode == 2 and "--llm-url and --llm-model go together" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    state = tmp_path / "state"
+    secret = create_key(t, state)[1]
+    p = subprocess.Popen([sys.executable, "-m", "hr_ml.cli", "serve", "--model", str(d / "run"), "--port", "0", "--state", str(state),
+                          "--llm-url", llm.url, "--llm-model", "scripted-srv", "--llm-key-env", "HR_ML_T_KEY", "--llm-timeout", "5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HR_ML_T_KEY": "k-srv"})
+    try:
+        deadline, out, url = time.time() + 180, [], None
+        while time.time() < deadline and url is None:
+            assert p.poll() is None, "".join(out) + p.stdout.read()
+            if select.select([p.stdout], [], [], 1.0)[0]:
+                out.append(p.stdout.readline())
+                mt = re.search(r"ready on (http://127\.0\.0\.1:\d+)", out[-1])
+                if mt: url = mt.group(1)
+        assert url and "narratives by scripted-srv at " in out[-1], out
+        req = urllib.request.Request(url + NARRATIVE.format(t), data=json.dumps({"employee": _row(cur, t, e)}).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+        a = json.loads(urllib.request.urlopen(req, timeout=60).read())
+        assert (a["backend"], a["llm_model"], a["text"], a["completion_tokens"]) == ("llm", "scripted-srv", good["text"], 87), a
+        assert llm.requests[0]["auth"] == "Bearer k-srv"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try: p.wait(20)
+        except subprocess.TimeoutExpired: p.kill()
+
+
+def test_cli_erase_removes_narrative_lines(world, tmp_path):
+    "hr-ml erase --narratives: the employee's lines go from the narrative files (and a run folder's, its manifest re-hashed); the rest stay byte for byte."
+    from hr_ml.narrate import narrate_employee
+    from hr_ml.runs import sha256_file
+    d, m, cur, evs = world
+    (t, e), _ = _pick(evs)
+    other_t = next(k[0] for k in evs if k[0] != t)
+    keep_e = next(k[1] for k in evs if k[0] == t and k[1] != e)
+    def line(tt, ee):
+        r = narrate_employee(m, cur, tt, ee) if (tt, ee) in evs else {"text": "x", "claims": []}
+        return json.dumps({**{k: v for k, v in r.items() if k != "evidence"}, "tenant_id": tt, "employee_id": ee}) + "\n"
+    lines = [line(t, e), line(t, keep_e), line(other_t, e), line(t, e), "not json, kept\n"]   # the same id at another tenant stays
+    f = tmp_path / "n.jsonl"; f.write_text("".join(lines))
+    run = tmp_path / "runs" / "attrition" / "R1"; run.mkdir(parents=True)
+    (run / "narratives.jsonl").write_text("".join(lines[:2]))
+    (run / "manifest.json").write_text(json.dumps({"files": {"narratives.jsonl": sha256_file(run / "narratives.jsonl")}}))
+    r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", f, "--runs", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    assert "narrative_lines 2, narrative_files 1" in r.stdout and "run_rows 1, run_files 1" in r.stdout, r.stdout
+    assert f.read_text() == "".join(lines[1:3] + lines[4:])
+    assert (run / "narratives.jsonl").read_text() == lines[1]
+    assert json.loads((run / "manifest.json").read_text())["files"]["narratives.jsonl"] == sha256_file(run / "narratives.jsonl")
+    r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", tmp_path / "missing.jsonl")
+    assert r.returncode == 2 and "narratives file or folder not found" in r.stderr, r.stderr
