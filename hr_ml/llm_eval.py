@@ -111,7 +111,8 @@ def evaluate_narrative(narr:dict,          # {tenant_id, employee_id, text, clai
     top3 = [d['feature'] for d in ev['drivers'][:3]]
     prot = protected_mentions(text)
     nums = numbers(text)
-    unsup = [n for n in nums if not supported(n, evidence_numbers(ev))]
+    cands = evidence_numbers(ev) if nums else []   # once per narrative, not once per number
+    unsup = [n for n in nums if not supported(n, cands)]
     others = others or {}
     foreign = sorted({p for p in _PID.findall(text) if p != ev['id']})
     whose = next((others[p] for p in foreign if p in others), None)
@@ -223,7 +224,10 @@ def labelled_set(evidence_by_employee:dict, # {(tenant_id, employee_id): evidenc
             if f is None: kind = None
             else: text += f" Consider discussing {_phrase(f)}."
         elif kind == 'other_employee':
-            other = keys[(keys.index(key) + 1 + i) % len(keys)]
+            j = (keys.index(key) + 1 + i) % len(keys)
+            if keys[j] == key: j = (j + 1) % len(keys)   # a small pool wraps around to the employee herself: take the next one
+            other = keys[j]
+            if other == key: kind = None   # a pool of one: there is no one else
             o = template_narrative(evidence_by_employee[other])
             text, claims = o['text'], o['claims']
         out.append(({'tenant_id': key[0], 'employee_id': key[1], 'text': text, 'claims': claims if (i // 2) % 2 == 0 or kind is None else None}, kind))

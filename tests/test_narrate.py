@@ -19,7 +19,7 @@ from hr_ml.tabular import actionable_features
 
 # ---- a scripted OpenAI-compatible server -------------------------------------------------------------------------------
 class ScriptedLLM:
-    "POST /v1/chat/completions answered from a script: ('json', content) | ('status', code) | ('sleep', seconds, content)."
+    "POST /v1/chat/completions answered from a script: ('json', content) | ('status', code) | ('sleep', seconds, content) | ('fn', body -> content)."
     def __init__(self):
         self.script, self.requests = [], []
         srv = self
@@ -34,7 +34,7 @@ class ScriptedLLM:
                     self.send_response(step[1]); self.send_header("Content-Type", "application/json"); self.end_headers()
                     self.wfile.write(b'{"error": {"message": "scripted failure"}}'); return
                 if step[0] == "sleep": time.sleep(step[1])
-                content = step[-1]
+                content = step[1](body) if step[0] == "fn" else step[-1]
                 out = json.dumps({"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model"),
                                   "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
                                   "usage": {"prompt_tokens": 321, "completion_tokens": 87, "total_tokens": 408}}).encode()

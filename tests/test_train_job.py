@@ -74,6 +74,23 @@ def test_truth_checks_pass_on_default_data(planted):
     assert tr["checks"] == {"shape": True, "rank": True, "null": True, "sign": True}, (detail, tr["null_share"])
 
 
+def test_template_narratives_are_faithful_on_every_current_employee(planted):
+    "Issue 15: on the default run, the template back-end's narrative of every current employee is faithful (100%), names no protected attribute and writes no unsupported number."
+    from hr_ml import features as F
+    from hr_ml.llm_eval import evidence_for, evaluate_narratives
+    from hr_ml.narrate import narrate
+    ds, model, _, _, _ = planted
+    cur = F.build_features(ds.tables, F.data_range(ds.tables)[1], 12)   # the current employees, as hr-ml narrate and the eval job read them
+    evs = evidence_for(model, cur)
+    assert len(evs) == cur.height > 5000
+    ns = [{"tenant_id": t, "employee_id": e, **narrate(ev)} for (t, e), ev in evs.items()]
+    res = evaluate_narratives(model, evs, ns)
+    s = res["summary"]
+    assert (s["narratives"], s["faithful_share"], s["protected_mentions"], s["unsupported_numbers"]) == (cur.height, 1.0, 0, 0), s
+    assert s["claim_precision"] == 1.0 and s["non_actionable_advice"] == 0 and s["claims"] >= 2 * cur.height, s
+    assert not [v for v in res["verdicts"] if v["defects"]][:3]
+
+
 def test_model_choice_stays_honest_on_a_small_export():
     "On the README's one-row demo export (1,470 rows), logistic ranks better in CV, and logistic is chosen: no thumb on the scale."
     m = {"id": "EmployeeNumber", "target": "Attrition", "positive": "Yes", "protected": ["Age", "Gender", "MaritalStatus"],
