@@ -413,3 +413,52 @@ def test_cli_erase_removes_narrative_lines(world, tmp_path):
     assert json.loads((run / "manifest.json").read_text())["files"]["narratives.jsonl"] == sha256_file(run / "narratives.jsonl")
     r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", tmp_path / "missing.jsonl")
     assert r.returncode == 2 and "narratives file or folder not found" in r.stderr, r.stderr
+
+
+# ---- the evaluation job -----------------------------------------------------------------------------------------------
+def _replays_the_template(body):
+    "A scripted LLM that writes the template's narrative from the evidence in its prompt (a faithful model)."
+    e = json.loads(_user_prompt({"body": body}).split("\n", 1)[1])
+    ev = {**e, "drivers": [d for d in e["drivers"] if d["actionable"]], "context": [d for d in e["drivers"] if not d["actionable"]]}
+    n = template_narrative(ev)
+    return json.dumps({"text": n["text"], "claims": n["claims"]})
+
+
+def test_eval_genai_job(world, llm, tmp_path):
+    "nbs/jobs/eval_genai.ipynb through hr_ml.runs: template and LLM narratives evaluated, the evaluator measured, a readable report, no employee ids in eval.json."
+    import importlib.util, re
+    from hr_ml.runs import run_job
+    from hr_ml.schema import HRDataError
+    from test_reports import notebook_text, problems, report_text
+    d, m, cur, evs = world
+    n = 150
+    llm.script = [("fn", _replays_the_template)] * (n - 4) + [("json", json.dumps({"text": "Her age and family plans may matter.", "claims": []}))] * 2
+    p = {"model": str(d / "run"), "data": str(d / "features.parquet"), "n_employees": n, "n_labelled": 120, "llm_url": llm.url,
+         "llm_model": "scripted-job", "llm_timeout": 5.0}
+    run = run_job("eval_genai", p, tmp_path / "runs", kind="eval_genai", progress=False)
+    res = json.loads((run / "eval.json").read_text())
+    t, l = res["backends"]["template"], res["backends"]["llm"]
+    assert (t["summary"]["narratives"], t["summary"]["faithful_share"], t["summary"]["protected_mentions"], t["summary"]["unsupported_numbers"]) == (n, 1.0, 0, 0)
+    assert l["summary"]["narratives"] == n and l["summary"]["faithful"] == n - 2 and l["summary"]["defects"]["protected"] == 2, l["summary"]
+    assert l["cost"]["fallbacks"] == 2 and l["cost"]["completion_tokens"] == round(87 * (n - 2) / n, 1) and l["model"] == "scripted-job"
+    sc = res["evaluator"]["scores"]
+    assert res["evaluator"]["n"] == 120 and all(sc[k]["n"] >= 9 and sc[k]["recall"] >= 0.95 for k in DEFECTS), sc
+    text = (run / "eval.json").read_text()
+    assert not any(e in text for e in cur["employee_id"].to_list()[:2000])   # verdicts carry the pseudonymous id only
+    lines = [json.loads(x) for x in (run / "narratives.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * n and {x["backend"] for x in lines} >= {"template", "llm"}   # hr-ml eval narratives and hr-ml erase read these
+    doc = (run / "report.html").read_text()
+    shown = report_text(doc)
+    assert shown.index("Summary") < shown.index("Narratives against the evidence") and "What to do next." in shown
+    assert "Do not show the failing back-end" in shown and "Her age and family plans may matter." in shown
+    assert doc.count('src="data:image/png;base64,') >= 2 and {"defects.png", "evaluator.png"} <= {f.name for f in run.glob("*.png")}
+    for what, txt in (("report.html", shown), ("executed.ipynb", notebook_text(json.loads((run / "executed.ipynb").read_text())))):
+        bad = problems(txt, tmp_path)
+        assert not bad, (what, bad)
+    assert json.loads((run / "manifest.json").read_text())["evaluator_min_recall"] >= 0.95
+    with pytest.raises(HRDataError, match="assistant=True needs an LLM"):
+        run_job("eval_genai", {**p, "llm_url": None, "llm_model": None, "assistant": True}, tmp_path / "runs", kind="eval_genai", progress=False)
+    if importlib.util.find_spec("hr_ml.assistant") is None:   # the place the assistant's evaluation plugs in, guarded until it lands
+        with pytest.raises(HRDataError, match="hr_ml.assistant is not in this version"):
+            run_job("eval_genai", {**p, "assistant": True}, tmp_path / "runs", kind="eval_genai", progress=False)
+    assert len(list((tmp_path / "runs" / "eval_genai").iterdir())) == 1   # failed runs leave no folder
