@@ -23,7 +23,7 @@ from .features import FEATURES, CATEGORICAL, ACTIONABLE
 from .tabular import actionable_features
 from .treeshap import tree_shap
 from .score import load_model, domain, range_note
-from .narrate import LLMConfig, allowed_features, evidence, pseudo_id, narrate, llm_narrative, team_narrative
+from .narrate import LLMConfig, evidence, pseudo_id, narrate, llm_narrative, team_narrative
 from .privacy import find_identifier
 from .suppression import check_k
 
@@ -708,7 +708,6 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
     purge_audit(state, retention_days)
     Score, WhatIf = request_models(model, max_batch)
     Narr = narrative_request_model(model, max_batch, typing.get_args(Score.model_fields["employees"].annotation)[0])
-    allowed_features(model)  # a model with a protected attribute or an identifier among its features serves no narrative
     llm_client = None
     if llm is not None:  # one client for every request (its connection pool); the key is read once, at start
         import openai

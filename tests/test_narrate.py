@@ -462,3 +462,20 @@ def test_eval_genai_job(world, llm, tmp_path):
         with pytest.raises(HRDataError, match="hr_ml.assistant is not in this version"):
             run_job("eval_genai", {**p, "assistant": True}, tmp_path / "runs", kind="eval_genai", progress=False)
     assert len(list((tmp_path / "runs" / "eval_genai").iterdir())) == 1   # failed runs leave no folder
+
+
+def test_api_narrative_refused_for_a_model_with_a_protected_feature(tmp_path):
+    "A served model holding a protected attribute still scores, but writes no narrative: a 422 saying why, nothing audited."
+    from fastapi.testclient import TestClient
+    import polars as pl
+    from hr_ml.serve import create_app, create_key, load_served_model
+    rng = np.random.default_rng(0)
+    X = pl.DataFrame({"compa_ratio": rng.uniform(.7, 1.3, 400), "gender_code": rng.integers(0, 2, 400).astype(float)})
+    AttritionModel(n_estimators=5, max_depth=2, early_stopping_rounds=None, n_jobs=1).fit(X, (rng.uniform(size=400) < .2).astype(int)).save(tmp_path / "run")
+    state = tmp_path / "state"
+    c, h = TestClient(create_app(load_served_model(tmp_path / "run"), state)), {"Authorization": f"Bearer {create_key('T1', state)[1]}"}
+    row = {"employee_id": "E1", "features": {"compa_ratio": 0.9, "gender_code": 1.0}}
+    assert c.post("/v1/tenants/T1/attrition/scores", json={"employees": [row]}, headers=h).status_code == 200
+    r = c.post(NARRATIVE.format("T1"), json={"employee": row}, headers=h)
+    assert r.status_code == 422 and "gender_code" in r.text and "protected" in r.text, r.text
+    assert len(_audit(state)) == 1
