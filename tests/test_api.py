@@ -536,7 +536,7 @@ def test_real_server_scores_and_isolates_tenants(base, server):
         assert c.get("/health").json() == {"status": "ok"}
         assert "hr_ml_http_requests_total" in c.get("/metrics").text
     lines = audit_lines(base["srv_state"])
-    assert len(lines) == 3 + 1 + (2 + 1) and all(l["model_sha256"] == base["model"].registry_["sha256"] for l in lines)
+    assert len(lines) == 3 + 1 + (2 + 1 + 1) and all(l["model_sha256"] == base["model"].registry_["sha256"] for l in lines)
     text = "".join(f.read_text() for f in (base["srv_state"] / "audit").glob("*.jsonl"))
     assert not any(it["employee_id"] in text for it in items)
 
