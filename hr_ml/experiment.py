@@ -180,7 +180,7 @@ def unit_ids(frame:pl.DataFrame, # employees: tenant_id, employee_id, and team_i
              unit:str,           # 'employee', 'team' or 'tenant'
              where:str="data",   # the file or option the frame came from, for the message
             )->pl.Series:
-    "The randomisation unit of each row: tenant/employee, tenant/team (team_id, else department), or tenant."
+    "The randomisation unit of each row: employee_id, tenant/team (team_id, else department), or tenant_id."
     if unit not in UNITS: raise HRDataError(f"--unit {unit!r}: must be one of {', '.join(UNITS)}")
     need = ["tenant_id"] + (["employee_id"] if unit == "employee" else [])
     if unit == "team":
@@ -192,6 +192,7 @@ def unit_ids(frame:pl.DataFrame, # employees: tenant_id, employee_id, and team_i
     nul = frame.select(pl.any_horizontal([pl.col(c).is_null() for c in need]).sum()).item()
     if nul: raise HRDataError(f"{where}: {nul} row(s) have no {' or '.join(need)}; fill them or drop those employees")
     if unit == "tenant": return frame["tenant_id"].cast(pl.String).alias("unit_id")
+    if unit == "employee": return frame["employee_id"].cast(pl.String).alias("unit_id")   # as hr_ml.effects reads it: unit_id == employee_id, no clustering
     return frame.select(pl.concat_str([pl.col(need[0]).cast(pl.String), pl.col(need[1]).cast(pl.String)], separator="/").alias("unit_id"))["unit_id"]
 
 def _shift_months(d:date, months:int)->date:
@@ -268,19 +269,20 @@ def assign(frame:pl.DataFrame,                 # one row per eligible employee: 
     if unit not in UNITS: raise HRDataError(f"--unit {unit!r}: must be one of {', '.join(UNITS)}")
     f = check_risk_frame(frame, where)
     f = f.with_columns(unit_id=unit_ids(f, unit, where), risk=pl.col("risk").cast(pl.Float64))
+    f = f.with_columns(_key=pl.concat_str([pl.col("tenant_id").cast(pl.String), pl.col("unit_id")], separator=""))   # employee ids are unique within a tenant
     f = f.with_columns(bucket=pl.col("bucket").cast(pl.String).str.to_lowercase() if "bucket" in f.columns else _buckets(pl.col("risk"), cuts))
     if not f["bucket"].is_in(list(BUCKETS)).all():
         raise HRDataError(f"{where}: column bucket holds {sorted(set(f['bucket'].drop_nulls()) - set(BUCKETS))[:3]}; use Low/Medium/High or drop the column to derive it from risk")
     strata = [s for s in strata if not (unit == "tenant" and s == "tenant_id")]
     miss = [s for s in strata if s not in f.columns]
     if miss: raise HRDataError(f"{where}: stratum column {miss[0]} missing; pass strata that the file has")
-    units = f.group_by("unit_id").agg(pl.col("risk").mean().alias("unit_risk"), pl.len().alias("size"),
+    units = f.group_by("_key").agg(pl.col("risk").mean().alias("unit_risk"), pl.len().alias("size"),
                                       *[pl.col(s).n_unique().alias(f"_n_{s}") for s in strata if s != "bucket"],
                                       *[pl.col(s).first() for s in strata if s != "bucket"])
     for s in strata:
         if s != "bucket" and units[f"_n_{s}"].max() > 1:
             raise HRDataError(f"{where}: stratum column {s} varies within a {unit}; stratify on columns that are constant per unit")
-    units = units.with_columns(bucket=_buckets(pl.col("unit_risk"), cuts)).sort("unit_id")
+    units = units.with_columns(bucket=_buckets(pl.col("unit_risk"), cuts)).sort("_key")
     if units.height < 4:
         raise HRDataError(f"{where}: only {units.height} {unit} unit(s); a randomised comparison needs at least 4 units (2 per arm), better 20+ per arm; use a smaller unit")
     key = pl.concat_str([pl.col(s).cast(pl.String) for s in strata], separator="|") if strata else pl.lit("all")
@@ -302,9 +304,9 @@ def assign(frame:pl.DataFrame,                 # one row per eligible employee: 
     units = units.with_columns(arm=pl.when(pl.col("_r") <= pl.col("n_t")).then(pl.lit("treatment")).otherwise(pl.lit("control")))
     if units.filter(pl.col("arm") == "treatment").height == 0 or units.filter(pl.col("arm") == "control").height == 0:
         raise HRDataError(f"--share {share}: with {units.height} units one arm is empty; use a share nearer 0.5 or more units")
-    out = f.join(units.select("unit_id", "stratum", "arm"), on="unit_id").with_columns(
+    out = f.join(units.select("_key", "stratum", "arm"), on="_key").with_columns(
         unit=pl.lit(unit), assigned_on=pl.lit(assigned_on or date.today(), dtype=pl.Date), complied=pl.lit(None, dtype=pl.Boolean))
-    return out.select("tenant_id", "employee_id", "unit", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied").sort("tenant_id", "employee_id")
+    return out.select("tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied", "unit").sort("tenant_id", "employee_id")
 
 # %% ../nbs/17_experiment.ipynb #5aea9acd
 def plan(assignment:pl.DataFrame,            # from `assign`

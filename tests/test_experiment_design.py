@@ -86,13 +86,21 @@ def test_assignment_reproducible_and_balanced():
     assert (a["arm"] != assign(f, "employee", 0.5, seed=4, assigned_on=date(2026, 1, 1))["arm"]).sum() > 100
     assert _diffs(a, "stratum").max() <= 1
     assert a["stratum"].str.split("|").list.first().is_in(["T0", "T1", "T2", "pooled"]).all()
-    assert set(a.columns) >= {"tenant_id", "employee_id", "unit", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied"}
+    assert a.columns == ["tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied", "unit"]
+    assert (a["unit_id"] == a["employee_id"]).all()                 # hr_ml.effects: employee-level, no clustering
     assert a["complied"].null_count() == a.height and (a["unit"] == "employee").all()
     # within tenant x bucket, not only overall
     assert _diffs(a, ["tenant_id", "bucket"]).max() <= 1 or a["stratum"].str.contains("pooled").any()
     a3 = assign(f, "employee", 0.3, seed=3)
     s = a3.group_by("stratum").agg((pl.col("arm") == "treatment").sum().alias("t"), pl.len())
     assert ((s["t"] - 0.3 * s["len"]).abs() < 1).all()
+
+
+def test_same_employee_id_in_two_tenants_are_two_units():
+    f = _frame(n=400).with_columns(employee_id=pl.format("E{}", pl.int_range(pl.len()) % 200))
+    a = assign(f, "employee", 0.5, seed=0)
+    assert a.height == 400 and a.select(pl.struct("tenant_id", "employee_id").n_unique()).item() == 400
+    assert _diffs(a, "stratum").max() <= 1
 
 
 def test_cluster_assignment_keeps_teams_whole():
