@@ -103,6 +103,15 @@ def test_same_employee_id_in_two_tenants_are_two_units():
     assert _diffs(a, "stratum").max() <= 1
 
 
+def test_score_output_buckets_are_read():
+    "hr-ml score writes bucket as Low/Medium/High: the stratum uses it as given (lower case), not recomputed from risk."
+    f = _frame(n=200).with_columns(bucket=pl.when(pl.col("risk") < 0.2).then(pl.lit("Low")).otherwise(pl.lit("High")))
+    a = assign(f, "employee", 0.5, seed=0)
+    assert set(a["bucket"].unique()) == {"low", "high"} and a["stratum"].str.contains("medium").sum() == 0
+    with pytest.raises(HRDataError, match="column bucket holds"):
+        assign(f.with_columns(bucket=pl.lit("severe")), "employee", 0.5)
+
+
 def test_cluster_assignment_keeps_teams_whole():
     f = _frame(n=1200, depts=20)
     t = assign(f, "team", 0.5, seed=1)
