@@ -329,6 +329,7 @@ def plan(assignment:pl.DataFrame,            # from `assign`
     p0 = float(np.mean(1 - (1 - r) ** (horizon_months / risk_horizon_months)))
     arms = {a: assignment.filter(pl.col("arm") == a) for a in ("treatment", "control")}
     n_t, n_c = arms["treatment"].height, arms["control"].height
+    if min(n_t, n_c) < k: raise HRDataError(f"the arms hold {n_t} and {n_c} employees; an arm of fewer than {k} could never show its result (k = {k}); use more employees")
     sizes = assignment.group_by("unit_id").len()["len"].to_numpy().astype(float)
     m, cv = float(sizes.mean()), float(sizes.std() / sizes.mean())
     if unit == "employee": icc_d = dict(icc=0.0, method="employee-level: no clustering", source="none needed")
@@ -340,7 +341,7 @@ def plan(assignment:pl.DataFrame,            # from `assign`
     cl = dict(icc=rho, cluster_size=m, cluster_cv=cv if unit != "employee" else 0.0)
     out = dict(unit=unit, horizon_months=int(horizon_months), alpha=alpha, power=power,
                arms={a: dict(units=x.select(pl.struct("tenant_id", "unit_id").n_unique()).item(), employees=x.height,
-                             mean_risk=None if x.height < k else float(x["risk"].mean())) for a, x in arms.items()},
+                             mean_risk=float(x["risk"].mean())) for a, x in arms.items()},
                k_anon=k,
                strata=int(assignment["stratum"].n_unique()), seed=None, p_control=p0,
                icc=icc_d, cluster_size_mean=m, cluster_size_cv=cv, design_effect=deff, effective_n_treatment=n_t / deff,

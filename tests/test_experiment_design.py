@@ -19,6 +19,7 @@ from hr_ml.experiment import (assign, budget_mde, design_effect, icc_anova, mde,
 from hr_ml.features import FEATURES, build_features
 from hr_ml.io import write_hris
 from hr_ml.schema import HRDataError
+from hr_ml.suppression import scan_for_small
 from hr_ml.synth import generate
 
 
@@ -156,6 +157,7 @@ def test_cli_design_end_to_end(tiny):
     assert js["mde"] == pytest.approx(mde(js["p_control"], js["arms"]["treatment"]["employees"], icc=js["icc"]["icc"],
                                           cluster_size=js["cluster_size_mean"], cluster_cv=js["cluster_size_cv"],
                                           ratio=js["arms"]["control"]["employees"] / js["arms"]["treatment"]["employees"]))
+    assert scan_for_small(js, 5) == []                               # no count of 1 to 4 people in the design
     pre = (d / "design" / "preregistration.md").read_text()
     for s in ("## Hypothesis", "## Primary metric", "## Horizon and readout", "## Analysis method", "## Stopping rule", "Unit: **team**",
               "clustered on the randomisation unit", "seed 11"):
