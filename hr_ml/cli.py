@@ -552,6 +552,9 @@ def _design_frame(model, risk, data, mapping, as_of, tracking_uri, unit):
         if data is not None and data.is_dir() and unit != "employee":
             from hr_ml.io import read_hris
             tables = read_hris(data, mapping)
+            if unit == "team" and not {"team_id", "department"} & set(f.columns):   # e.g. hr-ml score's output: the department from the export
+                dep = tables["employees"].select(pl.col("tenant_id").cast(pl.String), pl.col("employee_id").cast(pl.String), "department")
+                f = f.join(dep, on=["tenant_id", "employee_id"], how="left")
         return f, tables, None, dict(risk_file=str(risk))
     import yaml
     from hr_ml.score import load_model
@@ -581,7 +584,7 @@ def _design_frame(model, risk, data, mapping, as_of, tracking_uri, unit):
 @experiment_app.command("design")
 @friendly
 def experiment_design(model:Optional[str]=typer.Option(None, "--model", help="a run folder runs/attrition/RUN_ID or a registry alias: risk comes from its predictions (or pass --risk)"),
-                      risk:Optional[Path]=typer.Option(None, "--risk", help="instead of --model: a Parquet/CSV with tenant_id, employee_id, risk (12-month exit probability), and team_id or department for --unit team"),
+                      risk:Optional[Path]=typer.Option(None, "--risk", help="instead of --model: a Parquet/CSV with tenant_id, employee_id, risk (12-month exit probability; hr-ml score's output works), and for --unit team a team_id or department column (or --data HRIS)"),
                       data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml score (default: the synthetic HRIS the run was trained on); an HRIS folder also gives the history for the ICC"),
                       mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
                       as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date)"),

@@ -171,6 +171,11 @@ def test_cli_design_end_to_end(tiny):
     b = pl.read_parquet(d / "design3" / "assignments.parquet")
     assert b.height == a.height and _diffs(b, "stratum").max() <= 1
     assert json.loads((d / "design3" / "design.json").read_text())["p_control"] < js["p_control"]
+    # a risk file without teams (as hr-ml score writes it) + the HRIS export: teams from the export's departments, ICC from its history
+    r4 = CliRunner().invoke(app, ["experiment", "design", "--risk", str(d / "risk.csv"), "--data", str(d / "hris"), "--unit", "team", "--seed", "11", "--out", str(d / "design4")])
+    assert r4.exit_code == 0, r4.output
+    c = pl.read_parquet(d / "design4" / "assignments.parquet")
+    assert set(c["unit_id"]) == set(a["unit_id"]) and json.loads((d / "design4" / "design.json").read_text())["icc"]["source"] == "history"
 
 
 def test_cli_synthetic_run_without_data(tiny, tmp_path):
