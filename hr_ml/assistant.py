@@ -391,14 +391,15 @@ def answer_holds(answer:str, # the delivered answer
                  kind:str,   # 'contains' or 'number'
                  value,      # the expected value
                 )->bool:
-    "Whether an answer states `value`: its text (case-insensitive; '_' read as a space too), or a number that rounds it (or it times 100)."
+    "Whether an answer states `value`: its text as words (case-insensitive; '_' read as a space too), or a number that rounds it (or it times 100)."
     if value is None or not answer: return False
     if kind == 'number':
         try: v = float(value)
         except (TypeError, ValueError): return False
         return any(supported(n, [v, v * 100]) for n in numbers(_MARKERS.sub(' ', answer)))
-    a, s = answer.lower(), str(value).lower()
-    return s in a or s.replace('_', ' ') in a or s.replace('_and_', ' & ') in a or s.replace('_and_', '&') in a
+    s = str(value).strip().lower()
+    forms = {s, s.replace('_', ' '), s.replace('_and_', ' & '), s.replace('_and_', '&')}
+    return any(re.search(rf"(?<!\w){re.escape(f)}(?!\w)", answer, re.I) for f in forms if f)
 
 _DECLINE = re.compile(r"\b(?:can(?:no|')t|unable|not able|won't|will not|not allowed|suppressed|too (?:few|small))\b", re.I)
 
