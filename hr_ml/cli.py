@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'fail', 'friendly', 'validate',
            'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity', 'score', 'serve',
-           'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate', 'eval_narratives']
+           'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate', 'eval_narratives', 'mcp_server']
 
 # %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
@@ -530,6 +530,31 @@ def eval_narratives(model:str=typer.Option(..., "--model", help="the run folder 
     out_console.print(f"{s['narratives']} narratives: {s['faithful']} faithful ({s['faithful_share']:.0%}), claim precision {s['claim_precision']}, "
                       f"coverage {s['coverage']}, protected mentions {s['protected_mentions']}, unsupported numbers {s['unsupported_numbers']}, "
                       f"non-actionable advice {s['non_actionable_advice']}; wrote {out/'eval.json'}", markup=False)
+
+# %% ../nbs/40_cli.ipynb #78dc7fab
+@app.command("mcp")
+@friendly
+def mcp_server(model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder runs/attrition/RUN_ID"),
+               tenant:Optional[str]=typer.Option(None, "--tenant", help="stdio: the tenant the session acts for"),
+               http:bool=typer.Option(False, "--http", help="serve streamable HTTP at /mcp instead of stdio; each API key (hr-ml keys create) binds its tenant"),
+               host:str=typer.Option("127.0.0.1", "--host", help="HTTP: interface to listen on"),
+               port:int=typer.Option(8765, "--port", help="HTTP: TCP port"),
+               state:Path=typer.Option(Path("serving"), "--state", help="folder with the audit log and salt (and, for HTTP, the API keys)"),
+               data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml narrate; default: the synthetic HRIS the run was trained on"),
+               mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
+               as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date)"),
+               k_anon:int=typer.Option(5, "--k-anon", help="groups of fewer people are suppressed"),
+               tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias"),
+              ):
+    "Serve the HR tools (team risk, drivers, what-if, pay equity, model card) to assistants over MCP: stdio for one tenant, or HTTP with API keys."
+    from hr_ml.score import load_model
+    from hr_ml.suppression import check_k
+    from hr_ml.mcp_server import serve_mcp
+    check_k(k_anon, "--k-anon")
+    if not 0 < port < 65536: fail(f"--port {port}: use 1 to 65535")
+    m = load_model(model, tracking_uri)
+    serve_mcp(m, model, tenant=tenant, http=http, host=host, port=port, state=state, data=data, mapping=mapping, as_of=as_of,
+              k=k_anon, cuts=_model_cuts(model))
 
 # %% ../nbs/40_cli.ipynb #cd532fc1
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner
