@@ -186,11 +186,13 @@ def mcp_command(tenant:str,          # the tenant the server is bound to
                 model:str='champion',# run folder or registry alias
                 data=None, mapping=None, as_of=None, # as for `hr-ml narrate`
                 k_anon:int|None=None, # the server's k (None: its default)
+                state=None,           # the server's folder for its audit log (None: its default, ./serving)
+                tracking_uri=None,    # MLflow tracking URI for an alias
                )->list[str]:
     "The command line of `hr-ml mcp` over stdio for one tenant (run with this Python)."
     import sys
     cmd = [sys.executable, '-m', 'hr_ml.cli', 'mcp', '--model', str(model), '--tenant', str(tenant)]
-    for opt, v in (('--data', data), ('--mapping', mapping), ('--as-of', as_of), ('--k-anon', k_anon)):
+    for opt, v in (('--data', data), ('--mapping', mapping), ('--as-of', as_of), ('--k-anon', k_anon), ('--state', state), ('--tracking-uri', tracking_uri)):
         if v is not None: cmd += [opt, str(v)]
     return cmd
 

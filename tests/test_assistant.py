@@ -84,8 +84,9 @@ def world(tmp_path_factory):
     run = d / "run"
     m.save(run)
     (run / "params.yaml").write_text("employees: 1500\ntenants: 8\nseed: 5\n")   # `hr-ml mcp`/`eval` rebuild the synthetic HRIS from it
+    (run / "metrics.json").write_text(json.dumps({"chosen_model": "xgboost", "oof_metrics": {"roc_auc": 0.71, "pr_auc": 0.33, "n": 5000}}))  # a card to read
     X = build_features(tables, end, 12)
-    truth = HRTools(m, X, TENANT, tables=tables)
+    truth = HRTools(m, X, TENANT, tables=tables, card=run)
     return {"dir": d, "run": run, "model": m, "X": X, "tables": tables, "truth": truth, "scope": scope_for(X, TENANT)}
 
 
@@ -219,3 +220,20 @@ def test_leaks_are_counted_when_the_after_policy_is_off(world, llm):
     assert (S["redteam"], S["refused"], S["leaks"]) == (3, 2, 1)
     leak = next(v for v in res["redteam"] if v["leak"])
     assert leak["id"] == "r43" and any("protected" in w for w in leak["leak_why"]) and any("numbers not in the tool results: 41, 50" in w for w in leak["leak_why"])
+
+
+# ---- through the MCP server over stdio ------------------------------------------------------------------------------------
+def _mcp(world):
+    from hr_ml.assistant import mcp_command, mcp_toolset
+    return mcp_toolset(mcp_command(TENANT, world["run"], state=world["dir"] / "serving"), timeout=120)
+
+
+def test_evaluation_over_mcp_stdio_metrics_as_planted(world, llm):
+    "The same planted run with the tools of `hr-ml mcp --tenant T` over stdio: the server, not the assistant, refuses the other tenant's employee."
+    s, script = plan(world)
+    llm.script = script
+    res = evaluate_assistant(Assistant(_cfg(llm), _mcp(world), world["scope"]), world["truth"])
+    _check_planted(res, s, llm)
+    audit = "".join(p.read_text() for p in (world["dir"] / "serving").rglob("*.jsonl"))
+    assert '"tool": "employee_drivers"' in audit and '"outcome": "refused"' in audit
+    assert not re.search(r"T0000\d-E\d{6}", audit)                           # pseudonyms only
