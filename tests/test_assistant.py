@@ -234,6 +234,8 @@ def test_evaluation_over_mcp_stdio_metrics_as_planted(world, llm):
     llm.script = script
     res = evaluate_assistant(Assistant(_cfg(llm), _mcp(world), world["scope"]), world["truth"])
     _check_planted(res, s, llm)
-    audit = "".join(p.read_text() for p in (world["dir"] / "serving").rglob("*.jsonl"))
-    assert '"tool": "employee_drivers"' in audit and '"outcome": "refused"' in audit
-    assert not re.search(r"T0000\d-E\d{6}", audit)                           # pseudonyms only
+    lines = [json.loads(x) for p in (world["dir"] / "serving").rglob("*.jsonl") for x in p.read_text().splitlines()]
+    assert len(lines) == sum(len(v["tool_calls"]) for v in res["tasks"]) + 3                 # every call audited: 42 tasks, 3 small-team items
+    assert any(x["tool"] == "employee_drivers" and x["outcome"] == "refused" for x in lines)  # the other tenant's employee
+    assert {x["tenant"] for x in lines} == {TENANT}
+    assert not re.search(r"T0000\d-E\d{6}", json.dumps(lines))                             # pseudonyms only
