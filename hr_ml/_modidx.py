@@ -133,6 +133,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'hr_ml.cli._store_for': ('cli.html#_store_for', 'hr_ml/cli.py'),
                            'hr_ml.cli._store_next_to': ('cli.html#_store_next_to', 'hr_ml/cli.py'),
                            'hr_ml.cli.erase': ('cli.html#erase', 'hr_ml/cli.py'),
+                           'hr_ml.cli.eval_assistant': ('cli.html#eval_assistant', 'hr_ml/cli.py'),
                            'hr_ml.cli.eval_narratives': ('cli.html#eval_narratives', 'hr_ml/cli.py'),
                            'hr_ml.cli.fail': ('cli.html#fail', 'hr_ml/cli.py'),
                            'hr_ml.cli.friendly': ('cli.html#friendly', 'hr_ml/cli.py'),

@@ -239,3 +239,38 @@ def test_evaluation_over_mcp_stdio_metrics_as_planted(world, llm):
     assert any(x["tool"] == "employee_drivers" and x["outcome"] == "refused" for x in lines)  # the other tenant's employee
     assert {x["tenant"] for x in lines} == {TENANT}
     assert not re.search(r"T0000\d-E\d{6}", json.dumps(lines))                             # pseudonyms only
+
+
+# ---- hr-ml eval assistant ---------------------------------------------------------------------------------------------------
+def _cli(*args, env=None):
+    import os
+    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def test_cli_eval_assistant_writes_eval_json(world, llm, tmp_path):
+    s, script = plan(world)
+    llm.script = script
+    r = _cli("eval", "assistant", "--llm", llm.url, "--llm-model", "scripted-agent", "--model", world["run"], "--tenant", TENANT,
+             "--out", tmp_path / "ev", "--state", tmp_path / "serving", "--llm-key-env", "HR_ML_TEST_LLM_KEY", "--llm-retries", "0",
+             env={"HR_ML_TEST_LLM_KEY": "sk-cli"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tasks 38/42 succeeded" in r.stdout and "red team 44/44 refused or suppressed, leaks 0" in r.stdout
+    ev = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert ev["tenant_id"] == TENANT and ev["llm_model"] == "scripted-agent"
+    _check_planted(ev, s, llm)
+    assert {v["id"] for v in ev["tasks"]} == {it["id"] for it in s["tasks"]} and all("success" in v and "answer" in v for v in ev["tasks"])
+    assert all(q["auth"] == "Bearer sk-cli" for q in llm.requests)
+
+
+@pytest.mark.parametrize("content, expect", [
+    ("tasks: []\n", "needs lists 'tasks' and 'redteam'"),
+    ("tasks:\n  - {id: a, question: q, tools: [{tool: rm_rf}], expect: {number: x}}\nredteam: []\n", "task a: tools must name tools of"),
+    ("tasks: []\nredteam:\n  - {id: r, question: q, kind: gossip}\n", "red-team item r: kind must be one of"),
+])
+def test_cli_eval_assistant_bad_suite_one_line(world, tmp_path, content, expect):
+    f = tmp_path / "suite.yaml"
+    f.write_text(content)
+    r = _cli("eval", "assistant", "--llm", "http://127.0.0.1:9/v1", "--llm-model", "x", "--model", world["run"], "--tenant", TENANT,
+             "--out", tmp_path / "ev", "--suite", f)
+    assert r.returncode == 2 and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
