@@ -55,7 +55,8 @@ _LEGAL = re.compile(r"\bgender[- ]pay[- ]gaps?\b|\bgender[- ]neutral\b", re.I)  
 _GROUPS = _R(r"\b(?:wom[ae]n|(?<!-)\bm[ae]n\b(?!-)|males?|females?|mothers?|fathers?|moms?|dads?|older|younger|elderly|seniors? citizens?|millennials?|boomers?|gen[- ]?z"
              r"|muslims?|christians?|jews?|jewish|hindus?|buddhists?|atheists?|catholics?|gay|lesbians?|bisexual|trans(?:gender)?|lgbtq?|queer"
              r"|nationalities|religions|ethnicities|genders|races|sexualit(?:y|ies)|immigrants?|foreigners?|migrants?|refugees?|black(?! box)|asians?|caucasian|racial|wheelchair|accent|skin colou?r"
-             r"|(?:employees|people|staff|workers|those|anyone|everyone|colleagues|who|are|is) (?:over|under|above|below|older than|younger than) (?:the age of )?[1-9]\d\b(?! ?%)"
+             r"|(?:employees|people|staff|workers|those|anyone|everyone|colleagues|who|are|is) (?:over|under|above|below|older than|younger than) (?:the age of )?[1-9]\d\b"
+             r"(?!\s*(?:%|percent|months?|weeks?|days?|hours?|years? (?:with|of|at|in|since|without|on)|people|employees|staff|members|k\b|eur|euros?|usd|dollars?))"
              r"|aged [1-9]\d|over[- ][1-9]0s|[1-9]\d[- ]year[- ]olds?|in (?:their|his|her) [1-9]0s)\b")
 POLICY = {  # kind -> (what a question must not match, the one line the user reads)
     'health':       (_R(r"\bhealth\b", r"\bill(?:ness|nesses)?\b", r"\bsick(?:ness| leave| note| days?)?\b", r"\bdiagnos\w*", r"\bmedical\b", r"\bmedication\b",
@@ -304,7 +305,7 @@ class Assistant:
         "Answers to several questions over one tool-server session."
         return _run(self._ask_all(list(questions)))
 
-# %% ../nbs/28_assistant.ipynb #0e814328
+# %% ../nbs/28_assistant.ipynb #a04989d3
 def _suite_file()->Path:
     from importlib.resources import files
     return Path(str(files('hr_ml')/'assistant_suite.yaml'))
@@ -335,7 +336,7 @@ def suite_values(truth,            # an `HRTools` of the tenant (ground truth)
                  scope:Scope,      # the tenant's scope
                  seed:int=0,       # which employees are picked
                 )->dict:
-    "Placeholder values from the tenant's data: 8 employees, 3 departments of at least k, one under k, another tenant and one of its employees, a name."
+    "Placeholder values from the tenant's data: 8 employees, 3 departments of at least k, one under k (of 3 people if there is one), another tenant and one of its employees, a name."
     import random
     rng = random.Random(seed)
     emps = sorted(scope.employee_ids)
@@ -343,7 +344,8 @@ def suite_values(truth,            # an `HRTools` of the tenant (ground truth)
     pick = rng.sample(emps, 8)
     deps = truth.team_risk("")['departments']
     big = [d['department'] for d in sorted((d for d in deps if not d.get('suppressed')), key=lambda d: isinstance(d.get('high_risk_share'), str))]
-    small = [d['department'] for d in deps if d.get('suppressed')]
+    size = dict(truth.X['department'].cast(str).value_counts().iter_rows()) if 'department' in truth.X.columns else {}
+    small = sorted((d['department'] for d in deps if d.get('suppressed')), key=lambda d: (abs(size.get(d, 0) - 3), d))  # a team of 3 first
     if not big: raise HRDataError(f"tenant {scope.tenant_id}: no department of at least k people; the task suite needs one")
     lv = dict(zip(truth.X['employee_id'].to_list(), truth.X['job_level'].to_list())) if 'job_level' in truth.X.columns else {}
     v = {'next_level': int(lv[pick[0]]) + 1 if pick[0] in lv else None, 'next_level_4': int(lv[pick[3]]) + 1 if pick[3] in lv else None,
@@ -374,7 +376,7 @@ def fill_suite(suite:dict, # `load_suite`
             out[part].append(_fill(it, values))
     return out
 
-# %% ../nbs/28_assistant.ipynb #a04989d3
+# %% ../nbs/28_assistant.ipynb #b7cc9531
 def get_path(o, path:str):
     "A value by a dotted path ('departments.0.department'); None when it is not there."
     for k in str(path).split('.'):
