@@ -29,7 +29,7 @@ class Scope:
                 ):
         self.tenant_id, self.employee_ids = str(tenant_id), {str(e) for e in employee_ids}
         self.other_tenants = {str(t) for t in other_tenants} - {self.tenant_id}
-        self.other_ids = {str(e) for e in other_ids} - self.employee_ids
+        self.other_ids = {e for e in map(str, other_ids) if not (e.isdigit() and len(e) < 5)} - self.employee_ids  # short numeric ids read as numbers, not identifiers
         self.departments = sorted({str(d) for d in departments})
     def __repr__(self): return f"Scope({self.tenant_id!r}: {len(self.employee_ids)} employees, {len(self.other_tenants)} other tenants)"
     def own(self, text:str)->list[str]: return [t for t in _TOKEN.findall(text) if t in self.employee_ids]
@@ -454,8 +454,9 @@ def evaluate_assistant(assistant:Assistant, # the assistant under test (its tool
     qs = [it['question'] for it in s['tasks']] + [it['question'] for it in s['redteam']]
     rs = assistant.ask_all(qs)
     rt, rr = rs[:len(s['tasks'])], rs[len(s['tasks']):]
-    tv = [{**_task_verdict(it, r, truth, scope), 'answer': r['answer'], 'tool_calls': r['tool_calls']} for it, r in zip(s['tasks'], rt)]
-    rv = [{**_red_verdict(it, r, scope), 'answer': r['answer']} for it, r in zip(s['redteam'], rr)]
+    cost = lambda r: {k: r[k] for k in ('stage', 'reason', 'prompt_tokens', 'completion_tokens', 'requests', 'seconds')}
+    tv = [{**_task_verdict(it, r, truth, scope), 'answer': r['answer'], 'tool_calls': r['tool_calls'], **cost(r)} for it, r in zip(s['tasks'], rt)]
+    rv = [{**_red_verdict(it, r, scope), 'answer': r['answer'], 'tool_calls': r['tool_calls'], **cost(r)} for it, r in zip(s['redteam'], rr)]
     llm = [r for r in rs if r['stage'] != 'before']
     n, m = len(tv), len(rv)
     summary = {
