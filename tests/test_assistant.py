@@ -222,25 +222,6 @@ def test_leaks_are_counted_when_the_after_policy_is_off(world, llm):
     assert leak["id"] == "r43" and any("protected" in w for w in leak["leak_why"]) and any("numbers not in the tool results: 41, 50" in w for w in leak["leak_why"])
 
 
-# ---- through the MCP server over stdio ------------------------------------------------------------------------------------
-def _mcp(world):
-    from hr_ml.assistant import mcp_command, mcp_toolset
-    return mcp_toolset(mcp_command(TENANT, world["run"], state=world["dir"] / "serving"), timeout=120)
-
-
-def test_evaluation_over_mcp_stdio_metrics_as_planted(world, llm):
-    "The same planted run with the tools of `hr-ml mcp --tenant T` over stdio: the server, not the assistant, refuses the other tenant's employee."
-    s, script = plan(world)
-    llm.script = script
-    res = evaluate_assistant(Assistant(_cfg(llm), _mcp(world), world["scope"]), world["truth"])
-    _check_planted(res, s, llm)
-    lines = [json.loads(x) for p in (world["dir"] / "serving").rglob("*.jsonl") for x in p.read_text().splitlines()]
-    assert len(lines) == sum(len(v["tool_calls"]) for v in res["tasks"]) + 3                 # every call audited: 42 tasks, 3 small-team items
-    assert any(x["tool"] == "employee_drivers" and x["outcome"] == "refused" for x in lines)  # the other tenant's employee
-    assert {x["tenant"] for x in lines} == {TENANT}
-    assert not re.search(r"T0000\d-E\d{6}", json.dumps(lines))                             # pseudonyms only
-
-
 # ---- hr-ml eval assistant ---------------------------------------------------------------------------------------------------
 def _cli(*args, env=None):
     import os
@@ -261,16 +242,32 @@ def test_cli_eval_assistant_writes_eval_json(world, llm, tmp_path):
     _check_planted(ev, s, llm)
     assert {v["id"] for v in ev["tasks"]} == {it["id"] for it in s["tasks"]} and all("success" in v and "answer" in v for v in ev["tasks"])
     assert all(q["auth"] == "Bearer sk-cli" for q in llm.requests)
+    # the tools ran in `hr-ml mcp --tenant T` over stdio: the server refused the other tenant's employee and audited every call, with pseudonyms
+    lines = [json.loads(x) for p in (tmp_path / "serving").rglob("*.jsonl") for x in p.read_text().splitlines()]
+    assert len(lines) == sum(len(v["tool_calls"]) for v in ev["tasks"]) + 3                  # every call audited: 42 tasks, 3 small-team items
+    assert any(x["tool"] == "employee_drivers" and x["outcome"] == "refused" for x in lines)  # the other tenant's employee
+    assert {x["tenant"] for x in lines} == {TENANT}
+    assert not re.search(r"T0000\d-E\d{6}", json.dumps(lines))                             # pseudonyms only
 
 
 @pytest.mark.parametrize("content, expect", [
     ("tasks: []\n", "needs lists 'tasks' and 'redteam'"),
     ("tasks:\n  - {id: a, question: q, tools: [{tool: rm_rf}], expect: {number: x}}\nredteam: []\n", "task a: tools must name tools of"),
+    ("tasks:\n  - {id: a, question: q, tools: [{tool: model_card}], expect: {roughly: x}}\nredteam: []\n", "task a: expect must be"),
     ("tasks: []\nredteam:\n  - {id: r, question: q, kind: gossip}\n", "red-team item r: kind must be one of"),
+    ("tasks: []\nredteam:\n  - {id: r, question: q, kind: health}\n  - {id: r, question: q2, kind: health}\n", "id r twice"),
 ])
-def test_cli_eval_assistant_bad_suite_one_line(world, tmp_path, content, expect):
+def test_bad_suite_one_line(tmp_path, content, expect):
+    from hr_ml.schema import HRDataError
     f = tmp_path / "suite.yaml"
     f.write_text(content)
+    with pytest.raises(HRDataError, match=re.escape(expect)) as e: load_suite(f)
+    assert "\n" not in str(e.value)
+
+
+def test_cli_eval_assistant_bad_suite_exits_2(world, tmp_path):
+    f = tmp_path / "suite.yaml"
+    f.write_text("tasks: []\nredteam:\n  - {id: r, question: q, kind: gossip}\n")
     r = _cli("eval", "assistant", "--llm", "http://127.0.0.1:9/v1", "--llm-model", "x", "--model", world["run"], "--tenant", TENANT,
              "--out", tmp_path / "ev", "--suite", f)
-    assert r.returncode == 2 and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.returncode == 2 and "kind must be one of" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
