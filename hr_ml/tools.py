@@ -108,6 +108,8 @@ def _call(self:HRTools, tool:str, fn, employee_id=None, **what)->dict:
         try: res = privacy_gate(fn(), self.k)
         except HRDataError:
             self._audit(tool, "refused", employee_id, **what); raise
+        except Exception:
+            self._audit(tool, "error", employee_id, **what); raise
         self._audit(tool, "suppressed" if res.get("suppressed") else "ok", employee_id, **what)
         return res
 HRTools._call = _call
@@ -161,10 +163,10 @@ def team_risk(self:HRTools,
     def work():
         rows = self._departments()
         if not department: return {"tenant_id": self.tenant_id, "k": self.k, "departments": rows}
-        hit = [r for r in rows if r["department"] == department]
+        hit = [r for r in rows if r["department"] == department] or [r for r in rows if r["department"].casefold() == department.casefold()]
         if not hit: raise HRDataError(f"no department {department!r} in tenant {self.tenant_id}; departments: {', '.join(sorted(r['department'] for r in rows))}")
         r = dict(hit[0])
-        if not r["suppressed"]: r["narrative"] = narrate_team(self.model, self.X, self.tenant_id, department, self.k, self.cuts)["text"]
+        if not r["suppressed"]: r["narrative"] = narrate_team(self.model, self.X, self.tenant_id, r["department"], self.k, self.cuts)["text"]
         return {"tenant_id": self.tenant_id, "k": self.k, **r}
     return self._call("team_risk", work, department=department or None)
 HRTools.team_risk = team_risk
@@ -211,15 +213,17 @@ HRTools.what_if = what_if
 # %% ../nbs/26_tools.ipynb #5e2dba2c
 def pay_equity_indicators(self:HRTools)->dict:
     "The tenant's EU pay-transparency Art. 9 indicators, small groups suppressed, and the categories at a gap of 5% or more."
-    from hr_ml.pay_equity import pay_table, indicators
+    from hr_ml.pay_equity import pay_table, indicators, category_gaps
     def work():
         if self.tables is None:
             raise HRDataError("pay equity needs the HR tables (employees and compensation); start the server on an HRIS export or the synthetic HRIS, not a features file")
         if self._pay is None:
-            ind = indicators(pay_table(self.tables, self.as_of, tenant=self.tenant_id), self.k)
+            pay = pay_table(self.tables, self.as_of, tenant=self.tenant_id)
+            ind = indicators(pay, self.k)
+            cats = category_gaps(pay, k=self.k, threshold=5.0)   # with the gap adjusted for objective factors: the Art. 10 flag
             over = [{"category": c["category"], "gap_pct": c["gap_pct"], "median_gap_pct": c["median_gap_pct"],
-                     "adjusted_gap_pct": c["adjusted_gap_pct"], "art10_flag": c["art10_flag"]}
-                    for c in ind["categories"] if not c["suppressed"] and c["gap_pct"] is not None and c["gap_pct"] >= 5]
+                     "adjusted_gap_pct": c["adjusted_gap_pct"], "adjusted_ci95": [c["ci95_low"], c["ci95_high"]], "art10_flag": c["art10_flag"]}
+                    for c in cats.iter_rows(named=True) if not c["suppressed"] and c["gap_pct"] is not None and c["gap_pct"] >= 5]
             self._pay = {"tenant_id": self.tenant_id, "threshold_pct": 5.0, **ind, "above_threshold": over}
         return self._pay
     return self._call("pay_equity_indicators", work)
