@@ -220,7 +220,7 @@ def http_server(world):
     state = world["d"] / "http_state"
     (ka, key_a), (kb, key_b) = create_key(A, state), create_key(B, state)
     port = _free_port()
-    p = subprocess.Popen([sys.executable, *_args(world, "--http", "--port", str(port), "--state", str(state))], cwd=str(world["d"]),
+    p = subprocess.Popen([sys.executable, *_args(world, "--http", "--host", "127.0.0.1", "--port", str(port), "--state", str(state))], cwd=str(world["d"]),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/mcp"
     t0 = time.time()
