@@ -13,6 +13,7 @@ from hr_ml.attrition import AttritionModel, metrics
 from hr_ml.explain import contributions
 from hr_ml.features import FEATURES, build_features
 from hr_ml.pay_equity import category_gaps, indicators, pay_table
+from hr_ml.privacy import protected_kind
 from hr_ml.serve import create_key, revoke_key
 from hr_ml.synth import generate
 from hr_ml.tools import TOOLS
@@ -124,6 +125,9 @@ def test_stdio_employee_drivers_match_the_model(stdio, world):
         assert d["shap"] == pytest.approx(shap[d["feature"]], abs=1e-4)
         assert d["direction"] == ("raises" if shap[d["feature"]] > 0 else "lowers")
     assert e not in s["narrative"]                      # the narrative names a pseudonym
+    named = [d["feature"] for d in s["drivers"] + s["context"]]
+    assert not [f for f in named if f.startswith("prot_") or protected_kind(f)]
+    assert not any(k in json.dumps(s) for k in ("prot_", "gender", "nationality", "birth"))
     assert json.loads(_text(r)) == s                    # the text content is the same JSON
 
 
@@ -151,6 +155,9 @@ def test_stdio_team_risk_is_k_anonymous_and_right(stdio, world):
         mask = (a["department"] == r["department"]).to_numpy()
         assert r["n"] == mask.sum()
         assert r["mean_risk"] == pytest.approx(float(risk[mask].mean()), abs=2e-4)
+        high = int((risk[mask] >= 0.35).sum())
+        if r["high_risk_share"] == "suppressed": assert 0 < high < 5 or 0 < r["n"] - high < 5
+        else: assert r["high_risk_share"] == pytest.approx(high / r["n"], abs=1e-4) and (high == 0 or high >= 5) and r["n"] - high >= 5
     hidden = {r["department"]: r for r in deps if r["suppressed"]}
     assert THREE in hidden and set(hidden[THREE]) == {"department", "suppressed", "reason"}
     assert len(hidden) >= 2                              # complementary suppression: the headcount minus the rest gives nothing away
