@@ -556,6 +556,8 @@ def mcp_server(model:str=typer.Option("champion", "--model", help="registry alia
     from hr_ml.suppression import check_k
     from hr_ml.mcp_server import serve_mcp
     check_k(k_anon, "--k-anon")
+    if http and tenant is not None: fail("--tenant is for stdio; over --http each API key binds its tenant (hr-ml keys create --tenant T)")
+    if not http and not tenant: fail("pass --tenant T (the tenant a stdio session acts for), or --http")
     if not 0 < port < 65536: fail(f"--port {port}: use 1 to 65535")
     m = load_model(model, tracking_uri)
     serve_mcp(m, model, tenant=tenant, http=http, host=host, port=port, state=state, data=data, mapping=mapping, as_of=as_of,

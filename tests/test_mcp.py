@@ -204,16 +204,25 @@ def test_stdio_audit_log(stdio, world):
     assert lines[0]["employee"] and len(lines[0]["employee"]) == 64
 
 
+def test_cli_unknown_tenant_is_one_line_on_stderr(world, tmp_path):
+    r = subprocess.run([sys.executable, *_args(world, "--tenant", "T99999", "--state", str(tmp_path / "s"))], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""          # stdout belongs to the protocol
+    assert r.stderr == "error: no employees of tenant T99999 in the data; check the tenant id\n"
+
+
 @pytest.mark.parametrize("more, expect", [
-    (["--tenant", "T99999"], "no employees of tenant T99999 in the data; check the tenant id"),
     ([], "pass --tenant T (the tenant a stdio session acts for), or --http"),
     (["--http", "--tenant", A], "--tenant is for stdio; over --http each API key binds its tenant (hr-ml keys create --tenant T)"),
     (["--http"], "no API keys; create one with hr-ml keys create"),
+    (["--http", "--port", "70000"], "--port 70000: use 1 to 65535"),
+    (["--tenant", A, "--k-anon", "1"], "--k-anon"),
 ])
 def test_cli_refusals_are_one_line(world, tmp_path, more, expect):
-    r = subprocess.run([sys.executable, *_args(world, *more, "--state", str(tmp_path / "s"))], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stdout == ""          # stdout belongs to the protocol
-    assert r.stderr.startswith("error: ") and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    from typer.testing import CliRunner
+    from hr_ml.cli import app
+    r = CliRunner().invoke(app, _args(world, *more, "--state", str(tmp_path / "s"))[2:])
+    assert r.exit_code == 2 and r.stdout == "", r.stdout
+    assert r.stderr.startswith("error: ") and expect in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 # ---- streamable HTTP --------------------------------------------------------------------------------------------------
