@@ -124,7 +124,7 @@ def serve_stdio(pool:ToolPool, # the tools
     pool.get(tenant_id)   # fails fast (one line) on a tenant the data do not hold
     build_server(lambda ctx: pool.get(tenant_id)).run("stdio")
 
-# %% ../nbs/27_mcp.ipynb #cc404060
+# %% ../nbs/27_mcp.ipynb #9cbcf1e6
 class KeyAuth:
     "ASGI middleware: every HTTP request needs a valid API key; a session stays with the tenant that opened it."
     def __init__(self, app, keys:KeyStore, max_sessions:int=100_000): self.app, self.keys, self.sessions, self.max_sessions = app, keys, {}, max_sessions
@@ -176,7 +176,7 @@ def serve_http(pool:ToolPool, state:Path, host:str="127.0.0.1", port:int=8765, l
     print(f"hr-ml mcp: serving http://{host}:{port}/mcp ({len(keys)} API key(s); audit log in {Path(state)/'audit'})", file=sys.stderr, flush=True)
     uvicorn.run(http_app(pool, keys, host), host=host, port=port, log_level=log_level)
 
-# %% ../nbs/27_mcp.ipynb #9c79841f
+# %% ../nbs/27_mcp.ipynb #2e3ada42
 def serve_mcp(model, model_ref:str,   # the loaded model and the --model given
               tenant:str|None=None,    # stdio: the tenant the session acts for
               http:bool=False,         # serve streamable HTTP instead of stdio
