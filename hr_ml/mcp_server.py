@@ -86,8 +86,11 @@ def build_server(tools_for:Callable,   # ctx -> HRTools: whose tools answer this
     from mcp.types import CallToolResult, TextContent
     srv = MCPServer(name=name, instructions=INSTRUCTIONS, version=hr_ml.__version__, log_level="WARNING")
 
+    serial = threading.Lock()   # one call at a time: the SHAP kernels are not safe across threads everywhere, and calls are short
+
     def run(ctx, fn):
-        try: return fn(tools_for(ctx))
+        try:
+            with serial: return fn(tools_for(ctx))
         except HRDataError as e: return CallToolResult(content=[TextContent(type="text", text=' '.join(str(e).split()))], is_error=True)
 
     @srv.tool(name="team_risk", description=TOOLS["team_risk"])
@@ -121,10 +124,10 @@ def serve_stdio(pool:ToolPool, # the tools
     pool.get(tenant_id)   # fails fast (one line) on a tenant the data do not hold
     build_server(lambda ctx: pool.get(tenant_id)).run("stdio")
 
-# %% ../nbs/27_mcp.ipynb #f663c9f3
+# %% ../nbs/27_mcp.ipynb #9cbcf1e6
 class KeyAuth:
     "ASGI middleware: every HTTP request needs a valid API key; a session stays with the tenant that opened it."
-    def __init__(self, app, keys:KeyStore): self.app, self.keys, self.sessions = app, keys, {}
+    def __init__(self, app, keys:KeyStore, max_sessions:int=100_000): self.app, self.keys, self.sessions, self.max_sessions = app, keys, {}, max_sessions
 
     async def _refuse(self, scope, receive, send, code:int, msg:str):
         from starlette.responses import JSONResponse
@@ -143,7 +146,9 @@ class KeyAuth:
         async def send2(msg):
             if msg["type"] == "http.response.start":
                 for k, v in msg.get("headers") or []:
-                    if k.decode("latin-1").lower() == "mcp-session-id": self.sessions.setdefault(v.decode("latin-1"), e["tenant_id"])
+                    if k.decode("latin-1").lower() == "mcp-session-id":
+                        self.sessions.setdefault(v.decode("latin-1"), e["tenant_id"])
+                        while len(self.sessions) > self.max_sessions: self.sessions.pop(next(iter(self.sessions)))   # the oldest first
             await send(msg)
         await self.app(scope, receive, send2)
 
@@ -171,7 +176,7 @@ def serve_http(pool:ToolPool, state:Path, host:str="127.0.0.1", port:int=8765, l
     print(f"hr-ml mcp: serving http://{host}:{port}/mcp ({len(keys)} API key(s); audit log in {Path(state)/'audit'})", file=sys.stderr, flush=True)
     uvicorn.run(http_app(pool, keys, host), host=host, port=port, log_level=log_level)
 
-# %% ../nbs/27_mcp.ipynb #9c79841f
+# %% ../nbs/27_mcp.ipynb #2e3ada42
 def serve_mcp(model, model_ref:str,   # the loaded model and the --model given
               tenant:str|None=None,    # stdio: the tenant the session acts for
               http:bool=False,         # serve streamable HTTP instead of stdio
