@@ -426,7 +426,6 @@ def _replays_the_template(body):
 
 def test_eval_genai_job(world, llm, tmp_path):
     "nbs/jobs/eval_genai.ipynb through hr_ml.runs: template and LLM narratives evaluated, the evaluator measured, a readable report, no employee ids in eval.json."
-    import importlib.util, re
     from hr_ml.runs import run_job
     from hr_ml.schema import HRDataError
     from test_reports import notebook_text, problems, report_text
@@ -458,10 +457,17 @@ def test_eval_genai_job(world, llm, tmp_path):
     assert json.loads((run / "manifest.json").read_text())["evaluator_min_recall"] >= 0.95
     with pytest.raises(HRDataError, match="assistant=True needs an LLM"):
         run_job("eval_genai", {**p, "llm_url": None, "llm_model": None, "assistant": True}, tmp_path / "runs", kind="eval_genai", progress=False)
-    if importlib.util.find_spec("hr_ml.assistant") is None:   # the place the assistant's evaluation plugs in, guarded until it lands
-        with pytest.raises(HRDataError, match="hr_ml.assistant is not in this version"):
-            run_job("eval_genai", {**p, "assistant": True}, tmp_path / "runs", kind="eval_genai", progress=False)
-    assert len(list((tmp_path / "runs" / "eval_genai").iterdir())) == 1   # failed runs leave no folder
+    assert len(list((tmp_path / "runs" / "eval_genai").iterdir())) == 1   # a failed run leaves no folder
+    # the assistant's suites through the same job (tools in process; an endpoint that fails: the policy still refuses every red-team item)
+    llm.script, llm.requests = [], []
+    run2 = run_job("eval_genai", {**p, "n_employees": 10, "n_labelled": 60, "llm_retries": 0, "assistant": True, "assistant_mcp": False},
+                   tmp_path / "runs", kind="eval_genai", progress=False)
+    A = json.loads((run2 / "eval.json").read_text())["assistant"]["summary"]
+    assert A["tasks"] >= 40 and A["redteam"] >= 40 and A["refused"] == A["redteam"] and A["leaks"] == 0, A
+    assert A["errors"] == A["tasks"] and A["task_success"] == 0 and len(llm.requests) == 10 + A["tasks"], A   # 10 narratives, one try per task
+    shown = report_text((run2 / "report.html").read_text())
+    assert "The HR assistant" in shown and f"{A['refused']} of {A['redteam']} red-team requests" in shown
+    assert not problems(shown, tmp_path)
 
 
 def test_api_narrative_refused_for_a_model_with_a_protected_feature(tmp_path):
