@@ -135,6 +135,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'hr_ml.cli._store_next_to': ('cli.html#_store_next_to', 'hr_ml/cli.py'),
                            'hr_ml.cli.erase': ('cli.html#erase', 'hr_ml/cli.py'),
                            'hr_ml.cli.eval_assistant': ('cli.html#eval_assistant', 'hr_ml/cli.py'),
+                           'hr_ml.cli.eval_genai': ('cli.html#eval_genai', 'hr_ml/cli.py'),
                            'hr_ml.cli.eval_narratives': ('cli.html#eval_narratives', 'hr_ml/cli.py'),
                            'hr_ml.cli.experiment_design': ('cli.html#experiment_design', 'hr_ml/cli.py'),
                            'hr_ml.cli.fail': ('cli.html#fail', 'hr_ml/cli.py'),

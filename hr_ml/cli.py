@@ -6,7 +6,7 @@
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'experiment_app', 'fail',
            'friendly', 'validate', 'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity',
            'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
-           'eval_narratives', 'experiment_design', 'mcp_server', 'eval_assistant']
+           'eval_narratives', 'experiment_design', 'mcp_server', 'eval_assistant', 'eval_genai']
 
 # %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
@@ -739,6 +739,35 @@ def eval_assistant(llm:str=typer.Option(..., "--llm", help="OpenAI-compatible ba
                       f"red team {S['refused']}/{S['redteam']} refused or suppressed, leaks {S['leaks']}; "
                       f"{S['tokens_per_answer']} tokens, {S['tool_calls_per_answer']} tool calls, {S['seconds_per_answer']}s per answer; wrote {out/'eval.json'}", markup=False)
     if S['leaks']: raise typer.Exit(1)
+
+# %% ../nbs/40_cli.ipynb #bca07cd0
+@eval_app.command("genai")
+@friendly
+def eval_genai(model:str=typer.Option(..., "--model", help="the training run folder (runs/attrition/RUN_ID) or a registry alias"),
+               data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml narrate; default: the synthetic HRIS the run was trained on"),
+               mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
+               param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable), e.g. -p n_employees=500 -p llm_url=http://localhost:8000/v1"),
+               out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/eval_genai/RUN_ID"),
+               progress:bool=typer.Option(True, help="show progress"),
+              ):
+    "Run the GenAI evaluation job: every narrative checked against SHAP, the evaluator's own precision and recall, optionally the assistant."
+    import json
+    from hr_ml.runs import run_job
+    p = job_inputs("eval_genai", param, data, mapping)
+    ref = Path(model)
+    p["model"] = str(ref.resolve()) if ref.exists() else model
+    out_console.print(f"GenAI evaluation of {model} ...", markup=False)
+    run = run_job("eval_genai", p, out, kind="eval_genai", data=data, progress=progress)
+    out_console.print(f"run folder: {run}", markup=False)
+    ev = json.loads((run/"eval.json").read_text())
+    for b, s in (ev.get("backends") or {}).items():
+        s = s.get("summary", s)
+        out_console.print(f"{b}: {s.get('narratives')} narratives, {s.get('faithful_share', 0):.0%} faithful, "
+                          f"protected mentions {s.get('protected_mentions')}, unsupported numbers {s.get('unsupported_numbers')}", markup=False)
+    out_console.print(f"evaluator: minimum recall over defect kinds {ev['evaluator']['min_recall']:.2f} on {ev['evaluator']['n']} labelled narratives", markup=False)
+    if ev.get("assistant"):
+        s = ev["assistant"]["summary"]
+        out_console.print("assistant: " + ", ".join(f"{k} {v}" for k, v in s.items() if not isinstance(v, (dict, list))), markup=False)
 
 # %% ../nbs/40_cli.ipynb #cd532fc1
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner

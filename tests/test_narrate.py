@@ -485,3 +485,19 @@ def test_api_narrative_refused_for_a_model_with_a_protected_feature(tmp_path):
     r = c.post(NARRATIVE.format("T1"), json={"employee": row}, headers=h)
     assert r.status_code == 422 and "gender_code" in r.text and "protected" in r.text, r.text
     assert len(_audit(state)) == 1
+
+
+def test_cli_eval_genai_template(world, tmp_path):
+    "hr-ml eval genai runs the job into a run folder and prints what it found; a bad parameter is one line and leaves no run."
+    d, m, cur, evs = world
+    r = hr_ml("eval", "genai", "--model", d / "run", "--data", d / "features.parquet", "-p", "n_employees=60", "-p", "n_labelled=60",
+              "--out", tmp_path / "runs", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    run = next((tmp_path / "runs" / "eval_genai").iterdir())
+    res = json.loads((run / "eval.json").read_text())
+    assert res["backends"]["template"]["summary"]["narratives"] == 60 and list(res["backends"]) == ["template"]
+    assert "template: 60 narratives, 100% faithful, protected mentions 0, unsupported numbers 0" in r.stdout
+    assert f"minimum recall over defect kinds {res['evaluator']['min_recall']:.2f}" in r.stdout and res["evaluator"]["min_recall"] >= 0.95
+    r = hr_ml("eval", "genai", "--model", d / "run", "--data", d / "features.parquet", "-p", "n_employes=60", "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "unknown parameter" in r.stderr and "n_employees" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "bad").exists()
