@@ -13,9 +13,10 @@ from .schema import HRDataError
 from .suppression import check_k, fewer_than
 
 # %% auto #0
-__all__ = ['ARMS', 'DRIVER_FEATURES', 'MONTH', 'REPLACEMENT_MULTIPLE', 'check_assignments', 'read_assignments', 'outcomes', 'itt',
-           'cuped', 'attach_drivers', 'by_group', 'cace', 'km_curves', 'read_status', 'replacement_cost', 'roi',
-           'annual_pay', 'analyze', 'policy']
+__all__ = ['ARMS', 'DRIVER_FEATURES', 'MONTH', 'REPLACEMENT_MULTIPLE', 'GROUPINGS', 'check_assignments', 'read_assignments',
+           'outcomes', 'itt', 'cuped', 'attach_drivers', 'by_group', 'cace', 'km_curves', 'read_status',
+           'replacement_cost', 'roi', 'truth_groups', 'truth_checks', 'annual_pay', 'analyze', 'policy',
+           'load_outcomes', 'plot_km', 'plot_groups', 'plot_roi', 'summary', 'write_experiment']
 
 # %% ../nbs/18_effects.ipynb #223cf1d4
 ARMS = ("treatment", "control")
@@ -190,7 +191,7 @@ def attach_drivers(df:pl.DataFrame,     # assignments or `outcomes` frame
                    tables:dict,          # HR tables (employees required; compensation and job_changes for the drivers)
                    underpaid:float=0.95, # compa ratio below which pay is the main driver
                   )->pl.DataFrame:
-    "Add the pre-period drivers (`DRIVER_FEATURES`, as of the day before assigned_on) and a `driver` group column."
+    "Add the pre-period drivers (`DRIVER_FEATURES`, as of the day before assigned_on) and the driver groupings `pay` and `manager`."
     from datetime import timedelta
     from hr_ml.features import build_features
     if not isinstance(tables, dict) or "employees" not in tables: return df
@@ -200,10 +201,11 @@ def attach_drivers(df:pl.DataFrame,     # assignments or `outcomes` frame
         parts.append(X.select("tenant_id", "employee_id", *[c for c in DRIVER_FEATURES if c in X.columns]).with_columns(assigned_on=pl.lit(d0)))
     F = pl.concat(parts, how="diagonal_relaxed")
     out = df.drop([c for c in DRIVER_FEATURES if c in df.columns]).join(F, on=["tenant_id", "employee_id", "assigned_on"], how="left", maintain_order="left")
-    if "driver" not in df.columns:
-        cr = pl.col("compa_ratio") if "compa_ratio" in out.columns else pl.lit(None, pl.Float64)
-        mc = pl.col("manager_changes_12m") if "manager_changes_12m" in out.columns else pl.lit(None, pl.Int32)
-        out = out.with_columns(driver=pl.when(cr < underpaid).then(pl.lit("underpaid")).when(mc >= 1).then(pl.lit("manager change")).otherwise(pl.lit("other")))
+    if "compa_ratio" in out.columns:
+        out = out.with_columns(pay=pl.when(pl.col("compa_ratio") < underpaid).then(pl.lit("underpaid")).when(pl.col("compa_ratio").is_not_null()).then(pl.lit("not underpaid")))
+    if "manager_changes_12m" in out.columns:
+        out = out.with_columns(manager=pl.when(pl.col("manager_changes_12m") >= 1).then(pl.lit("manager change"))
+                                         .when(pl.col("manager_changes_12m").is_not_null()).then(pl.lit("no manager change")))
     return out
 
 # %% ../nbs/18_effects.ipynb #e3e736d8
@@ -221,7 +223,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
     if by not in df.columns: raise HRDataError(f"effects by {by}: no column '{by}' in the assignments or the outcome data.")
     d = df.filter(pl.col(outcome).is_not_null() & pl.col(by).is_not_null() & (pl.col("complete") if "complete" in df.columns else True)).with_columns(pl.col(by).cast(pl.String))
     names = d[by].unique().to_list()
-    pref = order or ["low", "medium", "high"]
+    pref = order or ["low", "medium", "high", "underpaid", "not underpaid", "manager change", "no manager change"]
     names = [g for g in pref if g in names] + sorted(g for g in names if g not in pref)
     G, rows = len(names), []
     for g in names:
@@ -372,7 +374,32 @@ def roi(effect_ci,                     # (effect, ci_low, ci_high): risk differe
                 spent=spent, net=net[0], net_ci=net[1:], roi=r[0], roi_ci=r[1:], payback_months=payback, n_treated=int(n_treated),
                 cost_per_intervention=float(cost_per_intervention), horizon_months=horizon_months, currency="EUR")
 
-# %% ../nbs/18_effects.ipynb #6c249735
+# %% ../nbs/18_effects.ipynb #8b6a5d09
+GROUPINGS = {"bucket": "Risk bucket", "pay": "Pay", "manager": "Manager change", "driver": "Main driver"}
+
+def truth_groups(ti:dict,               # truth["intervention"] of the synthetic world
+                 which:str="itt",        # 'itt' or 'complier'
+                )->dict:
+    "The planted effects per grouping as `by_group` names the groups: {'bucket': {'low': ...}, 'pay': {'underpaid': ...}, ...}."
+    e = ((ti.get("effects") or {}).get("voluntary") or {}).get(which) or {}
+    out = {"bucket": dict(e.get("bucket") or {})}
+    for g, v in (e.get("driver_group") or {}).items():
+        by = "pay" if "underpaid" in g else "manager" if "manager" in g else None
+        if by: out.setdefault(by, {})[g.replace("_", " ") if not g.startswith("not_") else {"pay": "not underpaid", "manager": "no manager change"}[by]] = v
+    return out
+
+def truth_checks(ti:dict, res:dict)->dict:
+    "Whether each CI of `res` covers the planted effect: overall (ITT and complier) and per group."
+    out = dict(ate=ti.get("ate"), check=_truth_check(res["primary"], ti.get("ate")), groups={})
+    comp = (((ti.get("effects") or {}).get("voluntary") or {}).get("complier") or {}).get("ate")
+    if res.get("cace") and comp is not None: out["complier"] = _truth_check(res["cace"], comp)
+    tg = truth_groups(ti)
+    for by, g in (res.get("groups") or {}).items():
+        for r in g["groups"].iter_rows(named=True):
+            c = _truth_check(r, (tg.get(by) or {}).get(r["group"]))
+            if c: out["groups"].setdefault(by, {})[r["group"]] = c
+    return out
+
 def annual_pay(df:pl.DataFrame, # assignments (tenant_id, employee_id, assigned_on)
                tables:dict,      # HR tables with a compensation table
               )->pl.Series|None:
@@ -428,7 +455,7 @@ def analyze(assign:pl.DataFrame,            # checked assignments (`check_assign
         a = res["km"]["at_horizon"]
         res["primary"] = {**{c: a[c] for c in ("effect", "se", "ci_low", "ci_high", "p_value", "level")},
                           "method": f"Kaplan–Meier difference in cumulative exits at month {a['month']:.1f} (interim)"}
-    res["groups"] = {by: by_group(d, by, k=k, alpha=alpha, cluster=cluster) for by in ("bucket", "driver") if by in d.columns and ok}
+    res["groups"] = {by: by_group(d, by, k=k, alpha=alpha, cluster=cluster) for by in GROUPINGS if by in d.columns and ok}
     c = cace(d, alpha=alpha) if ok and "complied" in d.columns else None
     res["cace"] = c
     treated = d.filter(pl.col("arm") == "treatment")
@@ -444,8 +471,7 @@ def analyze(assign:pl.DataFrame,            # checked assignments (`check_assign
         res["roi"]["effect_used"] = "complier effect" if eff is c else res["primary"]["method"]
     res["policy"] = policy(d, res, cost_per_intervention, replacement_multiple, tables)
     ti = (truth or {}).get("intervention")
-    if ti:
-        res["truth"] = dict(ate=ti.get("ate"), check=_truth_check(res["primary"], ti.get("ate")))
+    if ti: res["truth"] = truth_checks(ti, res)
     res["_frame"] = d
     return res
 
@@ -456,3 +482,145 @@ def policy(d:pl.DataFrame, res:dict, cost_per_intervention:float, replacement_mu
     except ImportError: return dict(available=False, note="the policy curve needs hr_ml.uplift, which this version does not have")
     if not hasattr(uplift, "policy_curve"): return dict(available=False, note="hr_ml.uplift has no policy_curve")
     return dict(available=False, note="policy curve not wired yet")
+
+# %% ../nbs/18_effects.ipynb #3e726d7a
+def load_outcomes(path,             # HRIS export folder (one file per table), or a single employees file
+                  mapping=None,      # column mapping YAML (as for hr-ml train)
+                 )->tuple[dict, dict|None]:
+    "The HR tables of the outcome data and the planted truth when the folder holds a truth.json."
+    import tempfile, os
+    from hr_ml.io import read_hris
+    p = Path(path)
+    if not p.exists(): raise HRDataError(f"{p.name}: outcome data not found. Check --outcomes.")
+    truth = json.loads((p/"truth.json").read_text()) if p.is_dir() and (p/"truth.json").is_file() else None
+    extra = [f for f in p.iterdir() if f.stem.lower() == "interventions"] if p.is_dir() else []
+    if not extra: return read_hris(p, mapping), truth
+    with tempfile.TemporaryDirectory() as tmp:   # the HR tables without the assignment table
+        for f in p.iterdir():
+            if f.is_file() and f not in extra: os.symlink(f.resolve(), Path(tmp)/f.name)
+        return read_hris(tmp, mapping), truth
+
+# %% ../nbs/18_effects.ipynb #5e01ee9c
+_COL = {"treatment": "#2563eb", "control": "#9ca3af"}
+
+def plot_km(km:dict,               # `km_curves` result
+            horizon_months:int=12,
+           ):
+    "Cumulative share who left, per arm, over the months since the start, with 95% bands."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for a in ARMS:
+        c = km["curves"][a]
+        if not c["month"]: continue
+        ax.step(c["month"], np.array(c["exited"]) * 100, where="post", color=_COL[a], label=a.capitalize(), lw=2)
+        ax.fill_between(c["month"], np.array(c["ci_low"]) * 100, np.array(c["ci_high"]) * 100, step="post", color=_COL[a], alpha=0.18, lw=0)
+    ax.axvline(horizon_months, color="#444", ls=":", lw=1)
+    ax.set_xlabel("Months since the start"); ax.set_ylabel("Left voluntarily (%)")
+    ax.set_xlim(0, max(horizon_months, 1) + 0.3); ax.set_ylim(bottom=0); ax.legend(frameon=False, loc="upper left")
+    ax.set_title("Cumulative voluntary exits per arm (Kaplan–Meier, 95% bands)", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False); fig.tight_layout()
+    return fig
+
+_BY = {"bucket": "Risk bucket", "pay": "Pay", "manager": "Manager change", "driver": "Main driver"}
+
+def plot_groups(groups:dict,          # {by: `by_group` result}
+                primary:dict|None=None,# the overall effect, drawn as a band
+                truth:dict|None=None,  # {by: {group: true effect}}, drawn as crosses
+               ):
+    "Effect per group (percentage points) with multiplicity-adjusted CIs; suppressed groups are named, not drawn."
+    import matplotlib.pyplot as plt
+    rows = [(by, r) for by, g in groups.items() for r in g["groups"].iter_rows(named=True)]
+    if not rows: return None
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    for yi, (by, r) in zip(y, rows):
+        if r["suppressed"] or r["effect"] is None:
+            ax.text(0, yi, f"suppressed ({fewer_than(groups[by]['k'])} in an arm)", va="center", ha="center", fontsize=8, color="#666"); continue
+        ax.errorbar(r["effect"] * 100, yi, xerr=[[(r["effect"] - r["ci_low"]) * 100], [(r["ci_high"] - r["effect"]) * 100]], fmt="o",
+                    color="#2563eb" if r["ci_high"] < 0 else "#dc2626" if r["ci_low"] > 0 else "#555", capsize=3)
+        tv = ((truth or {}).get(by) or {}).get(r["group"])
+        if tv is not None: ax.plot(tv * 100, yi, "x", color="#111", ms=7)
+    if primary: ax.axvspan(primary["ci_low"] * 100, primary["ci_high"] * 100, color="#2563eb", alpha=0.08, lw=0)
+    ax.axvline(0, color="#444", lw=1)
+    ax.set_yticks(y, [f"{_BY.get(by, by)}: {r['group']}" for by, r in rows])
+    ax.set_xlabel("Effect on exits within the horizon (percentage points; below 0: fewer exits)")
+    ax.set_title("Effect per group, CIs adjusted for the number of groups" + (" (×: planted truth)" if truth else ""), fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False); fig.tight_layout()
+    return fig
+
+def plot_roi(m:dict):
+    "Money spent, saved and net, with the CI carried from the effect."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 2.4))
+    vals = [("Spent", m["spent"], None), ("Saved", m["saved"], m["saved_ci"]), ("Net", m["net"], m["net_ci"])]
+    for i, (name, v, ci) in enumerate(vals[::-1]):
+        ax.barh(i, v / 1000, color={"Spent": "#9ca3af", "Saved": "#2563eb", "Net": "#16a34a" if v >= 0 else "#dc2626"}[name])
+        if ci: ax.errorbar(v / 1000, i, xerr=[[(v - ci[0]) / 1000], [(ci[1] - v) / 1000]], fmt="none", color="#111", capsize=4)
+    ax.set_yticks(range(3), [n for n, _, _ in vals[::-1]]); ax.axvline(0, color="#444", lw=1)
+    ax.set_xlabel(f"Thousand {m['currency']} over {m['horizon_months']} months (bars: estimate; whiskers: 95% CI)")
+    ax.spines[["top", "right"]].set_visible(False); fig.tight_layout()
+    return fig
+
+def _pp(v, d=1): return "–" if v is None else f"{v * 100:+.{d}f}".replace("-", "−") + " pp"
+def _eur(v): return "–" if v is None else ("−" if v < 0 else "") + f"€{abs(v):,.0f}"
+
+def summary(res:dict)->str:
+    "The report's opening paragraphs in Markdown: result, where it worked, money, what to do next."
+    p, st = res["primary"], res["status"]
+    lvl = f"{p['level']:.0%}"
+    out = []
+    if st["label"] == "interim": out.append(f"**Interim result.** {st['warning']}")
+    i = res.get("itt")
+    rates = (f" {i['rate_treatment']:.1%} of the treated and {i['rate_control']:.1%} of the control group left voluntarily within {res['horizon_months']} months." if i else "")
+    sig = p["ci_high"] < 0 or p["ci_low"] > 0
+    what = ("fewer exits" if p["effect"] < 0 else "more exits") if sig else "no clear effect"
+    red = res.get("cuped")
+    out.append(f"**Result: {what}.** {res['n_treatment']:,} employees were assigned to the intervention and {res['n_control']:,} to the control group"
+               + (f", randomised in {res['n_units']:,} units" if res.get("unit") == "cluster" else "") + "." + rates
+               + f" The effect is {_pp(p['effect'])} ({lvl} CI {_pp(p['ci_low'])} to {_pp(p['ci_high'])}), by {p['method']}"
+               + (f"; adjusting for the pre-period risk and drivers saved {red['variance_reduction']:.0%} of the variance" if red else "") + ".")
+    helped, none = [], []
+    for by, g in res.get("groups", {}).items():
+        for r in g["groups"].filter(~pl.col("suppressed")).iter_rows(named=True):
+            (helped if r["ci_high"] < 0 else none).append(f"{r['group']} ({_BY.get(by, by).lower()})")
+    if helped or none:
+        out.append("**Where it worked.** " + (f"Fewer exits, with CIs adjusted for the number of groups: {', '.join(helped)}." if helped else "No group shows a clear effect once the CIs account for the number of groups.")
+                   + (f" No clear effect: {', '.join(none)}." if helped and none else ""))
+    m = res.get("roi")
+    if m:
+        out.append(f"**Money.** About {m['prevented_exits']:.1f} exits prevented among {m['n_treated']:,} treated (CI {m['prevented_exits_ci'][0]:.1f} to {m['prevented_exits_ci'][1]:.1f}), "
+                   f"at {_eur(m['cost_per_leaver'])} per leaver: {_eur(m['saved'])} saved for {_eur(m['spent'])} spent, a net {_eur(m['net'])} "
+                   f"(CI {_eur(m['net_ci'][0])} to {_eur(m['net_ci'][1])})"
+                   + (f", paid back after {m['payback_months']:.1f} months." if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"] * 5 else "; it does not pay back."))
+    t = (res.get("truth") or {}).get("check")
+    if t: out.append(f"**Planted truth.** The synthetic world planted {_pp(t['truth'])}; the CI {'covers' if t['covered'] else 'misses'} it.")
+    nxt = ("Wait for the planned horizon before deciding; read the experiment again then." if st["label"] == "interim" else
+           "Roll the intervention out where it worked, and check with the targeting curve whom to offer it first." if sig and p["effect"] < 0 and m and m["net_ci"][0] > 0 else
+           "The intervention prevents exits, but its net value is uncertain: check the cost per intervention and target the groups where it worked." if sig and p["effect"] < 0 else
+           "Do not roll the intervention out on this evidence; if a smaller effect would still pay, design a larger experiment (hr-ml experiment design).")
+    out.append(f"**What to do next.** {nxt}")
+    return "\n\n".join(out)
+
+# %% ../nbs/18_effects.ipynb #e7f470e8
+def _plain(v):
+    if isinstance(v, pl.DataFrame): return [_plain(r) for r in v.to_dicts()]
+    if isinstance(v, dict): return {str(k): _plain(x) for k, x in v.items() if not str(k).startswith("_")}
+    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
+    if isinstance(v, (np.floating, float)): return None if not math.isfinite(float(v)) else round(float(v), 6)
+    if isinstance(v, (np.integer,)): return int(v)
+    if isinstance(v, (np.bool_,)): return bool(v)
+    if isinstance(v, date): return v.isoformat()
+    if isinstance(v, np.ndarray): return _plain(v.tolist())
+    return v
+
+def write_experiment(res:dict,   # `analyze` result
+                     out,         # the run folder
+                    )->Path:
+    "Write experiment.json (no rows of people; counts below k are refused)."
+    from hr_ml.suppression import scan_for_small
+    doc = _plain(res)
+    small = scan_for_small(doc, res["k"], keys=("n", "n_treatment", "n_control", "at_risk", "n_units", "n_treated"))
+    if small: raise HRDataError(f"experiment.json would show a count below k = {res['k']}: {small[0]}")
+    f = Path(out)/"experiment.json"
+    f.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    return f
