@@ -6,7 +6,7 @@
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'experiment_app', 'fail',
            'friendly', 'validate', 'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity',
            'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
-           'eval_narratives', 'experiment_design']
+           'eval_narratives', 'experiment_design', 'experiment_analyze']
 
 # %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
@@ -647,6 +647,38 @@ def experiment_design(model:Optional[str]=typer.Option(None, "--model", help="a 
     if "budget" in d and not d["budget"]["within_budget"]:
         out_console.print(f"note: treating all {ar['treatment']['employees']:,} assigned employees costs {d['budget']['planned_cost']:,.0f} EUR, over the budget; "
                           f"lower --share to {d['budget']['affordable'] / (ar['treatment']['employees'] + ar['control']['employees']):.3f} or narrow the eligible employees to stay within it", markup=False)
+
+# %% ../nbs/40_cli.ipynb #f349db66
+@experiment_app.command("analyze")
+@friendly
+def experiment_analyze(assignments:Path=typer.Option(..., "--assignments", help="assignment file (CSV/Parquet): tenant_id, employee_id, arm, assigned_on (optional unit_id, risk, bucket, complied)"),
+                       outcomes:Path=typer.Option(..., "--outcomes", help="outcome data: an HRIS export folder as hr-ml train reads it, or a synthetic world written by hr-ml synth"),
+                       mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for the outcome export"),
+                       param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable), e.g. -p cost_per_intervention=800"),
+                       out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/experiment/RUN_ID"),
+                       progress:bool=typer.Option(True, help="show progress"),
+                      ):
+    "Analyse a retention experiment: ITT effect with CIs, CUPED, effects per bucket and driver, Kaplan-Meier per arm, ROI; experiment.json + report.html."
+    import json
+    from hr_ml.runs import run_job
+    from hr_ml.effects import read_assignments
+    p = job_inputs("experiment_report", param, None, mapping, assignments=assignments, outcomes=outcomes)
+    read_assignments(assignments, p.get("assigned_on"))   # a broken assignment file fails here, in one line, before a run folder exists
+    out_console.print(f"analysing the experiment in {assignments.name} on {outcomes.name} ...", markup=False)
+    run = run_job("experiment_report", p, out, kind="experiment", data=outcomes, progress=progress)
+    out_console.print(f"run folder: {run}", markup=False)
+    m = json.loads((run/"experiment.json").read_text())
+    e = m["primary"]
+    pp = lambda v: f"{v * 100:+.1f} pp"
+    out_console.print(f"{m['status']['label']} result: effect on exits within {m['horizon_months']} months {pp(e['effect'])} "
+                      f"({e['level']:.0%} CI {pp(e['ci_low'])} to {pp(e['ci_high'])}), {e['method']}", markup=False)
+    if m["status"]["label"] == "interim": out_console.print(f"warning: {m['status']['warning']}", markup=False)
+    if m.get("cuped"): out_console.print(f"CUPED: variance reduced by {m['cuped']['variance_reduction']:.0%}", markup=False)
+    r = m.get("roi")
+    if r: out_console.print(f"ROI: {r['prevented_exits']:.1f} exits prevented, EUR {r['saved']:,.0f} saved for EUR {r['spent']:,.0f} spent, net EUR {r['net']:,.0f} "
+                            f"(95% CI {r['net_ci'][0]:,.0f} to {r['net_ci'][1]:,.0f})", markup=False)
+    t = (m.get("truth") or {}).get("check")
+    if t: out_console.print(f"planted truth {pp(t['truth'])}: {'covered' if t['covered'] else 'NOT covered'} by the CI", markup=False)
 
 # %% ../nbs/40_cli.ipynb #cd532fc1
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner
