@@ -957,10 +957,10 @@ def _iv_table(S, emp:pl.DataFrame)->pl.DataFrame:
     sb = pl.Series(np.array([*BUCKETS, "pooled"])[code % 4])
     st = pl.select(s=pl.concat_str(tid, pl.lit("|"), sb))["s"] if d["strat_tenant"] else sb
     st = pl.Series(np.where(code < 0, "pooled", st.to_numpy()))
-    return pl.DataFrame({"tenant_id": tid, "employee_id": eid, "unit": iv["unit"], "unit_id": unit, "stratum": st,
+    return pl.DataFrame({"tenant_id": tid, "employee_id": eid, "unit_id": unit, "stratum": st,
                          "arm": np.where(d["treat"], "treatment", "control"),
                          "assigned_on": pl.Series([date.fromisoformat(iv["start"])] * len(idx), dtype=pl.Date),
-                         "risk": d["risk"], "bucket": d["bucket"], "complied": ~d["treat"] | d["complier"]})
+                         "risk": d["risk"], "bucket": d["bucket"], "complied": ~d["treat"] | d["complier"], "unit": iv["unit"]})
 
 # %% ../nbs/01_synth.ipynb #815d9fd7
 def write_synth(tables:dict,  # tables from `generate`

@@ -139,7 +139,7 @@ def test_refuses_bad_sizes(tmp_path):
 from hr_ml.synth import risk_bucket, BUCKETS, INTERVENTIONS
 from hr_ml.schema import HRDataError
 START = date(2024, 7, 1)
-IV_COLS = ["tenant_id", "employee_id", "unit", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied"]
+IV_COLS = ["tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied", "unit"]
 
 @pytest.fixture(scope="module")
 def pay_review(): return generate(3000, 8, seed=7, intervention=dict(start=START, kind="pay_review"))
@@ -243,3 +243,13 @@ def test_intervention_written_beside_the_hris(tmp_path, pay_review):
     assert sorted(read_hris(out)) == sorted(TABLES)                             # the folder is still an HRIS export
     assert pl.read_parquet(out / "experiment" / "assignments.parquet").equals(pay_review[0]["interventions"])
     assert json.loads((out / "truth.json").read_text())["intervention"]["ate"] == pay_review[1]["intervention"]["ate"]
+
+@pytest.mark.parametrize("unit", ["employee", "team", "tenant"])
+def test_intervention_table_is_an_assignment_file(unit):
+    "The synthetic world's assignments have the columns, types, units and strata that hr_ml.experiment.assign writes."
+    from hr_ml.experiment import assign
+    a = generate(2000, 10, seed=1, intervention=dict(start=START, unit=unit))[0]["interventions"]
+    f = a.select("tenant_id", "employee_id", "risk", team_id=pl.col("unit_id").str.split("/").list.last())
+    b = assign(f, unit=unit, seed=0, assigned_on=START).sort("tenant_id", "employee_id")
+    assert a.schema == b.schema
+    for c in ("unit_id", "stratum", "bucket", "assigned_on", "unit"): assert a[c].equals(b[c]), c
