@@ -324,6 +324,7 @@ def km_curves(df:pl.DataFrame,        # `outcomes` frame
 # %% ../nbs/18_effects.ipynb #94f4571f
 def read_status(df:pl.DataFrame,   # `outcomes` frame
                 as_of:date,         # the date the outcome data reaches
+                inferred:bool=False,# as_of was taken from the data's latest date (say how to set it)
                )->dict:
     "Whether the experiment is read at or before its planned horizon: label 'final' or 'interim', with a warning for interim reads."
     end = df["horizon_end"].max()
@@ -331,7 +332,8 @@ def read_status(df:pl.DataFrame,   # `outcomes` frame
     if as_of >= end: return dict(label="final", planned_end=end, as_of=as_of, share_complete=share, warning=None)
     return dict(label="interim", planned_end=end, as_of=as_of, share_complete=share,
                 warning=(f"Interim result: read on {as_of}, before the planned horizon ends on {end}; {share:.0%} of participants are observed for the "
-                         "full horizon. Do not stop the experiment or decide on this reading: its confidence interval does not account for repeated looks."))
+                         "full horizon. Do not stop the experiment or decide on this reading: its confidence interval does not account for repeated looks."
+                         + (f" The data's latest date was taken as the reading date; if the export is complete to a later date, set it with -p as_of=YYYY-MM-DD." if inferred else "")))
 
 # %% ../nbs/18_effects.ipynb #bb9943e3
 REPLACEMENT_MULTIPLE = {1: 0.5, 2: 0.5, 3: 1.0, 4: 1.0, 5: 1.5, 6: 1.5, 7: 2.0, 8: 2.0}
@@ -433,12 +435,13 @@ def analyze(assign:pl.DataFrame,            # checked assignments (`check_assign
            )->dict:
     "Every estimate of the experiment in one dict (see above); frames stay polars until `write_experiment`."
     k = check_k(k, "k_anon")
+    inferred = as_of is None
     as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of or _end_of_data(tables)
     n = {a: int((assign["arm"] == a).sum()) for a in ARMS}
     if min(n.values()) < k:
         raise HRDataError(f"assignments: {n['treatment']} treated and {n['control']} control employees; each arm needs at least k = {k} people to be reported.")
     d = attach_drivers(outcomes(assign, tables, horizon_months, as_of), tables)
-    status = read_status(d, as_of)
+    status = read_status(d, as_of, inferred)
     res = dict(status=status, horizon_months=horizon_months, as_of=as_of, k=k, alpha=alpha, n_treatment=n["treatment"], n_control=n["control"],
                unit="employee" if _cluster_col(d, cluster) is None else "cluster", notes=[])
     if res["unit"] == "cluster": res["n_units"] = int(d["unit_id"].n_unique())

@@ -141,6 +141,25 @@ def test_missing_files_one_line(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "nope.csv" in r.stderr
 
 
+def test_own_csv_export_and_assignment_file(synth_world, tmp_path):
+    "A customer's own files: an HRIS export of CSVs (no truth.json), an assignment CSV without dates or risk (-p assigned_on)."
+    d, assign, _ = synth_world
+    exp = tmp_path / "export"; exp.mkdir()
+    for t in ("employees", "compensation", "job_changes"): pl.read_parquet(d / "world" / f"{t}.parquet").write_csv(exp / f"{t}.csv")
+    pl.read_parquet(assign).select("tenant_id", "employee_id", "arm").write_csv(tmp_path / "assign.csv")
+    r = hr_ml("experiment", "analyze", "--assignments", tmp_path / "assign.csv", "--outcomes", exp, "-p", "assigned_on=2025-01-01", "-p", "as_of=2025-12-31",
+              "-p", "replacement_multiple=1.5", "--no-progress", "--out", tmp_path / "runs")
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    run = next((tmp_path / "runs" / "experiment").iterdir())
+    m = json.loads((run / "experiment.json").read_text())
+    assert "truth" not in m and m["status"]["label"] == "final" and "planted truth" not in r.stdout
+    assert m["cuped"]["covariates"] == ["compa_ratio", "manager_changes_12m"]         # no risk column: the drivers alone
+    assert not m["policy"]["available"] and "risk" in m["policy"]["note"]
+    text = report_text((run / "report.html").read_text())
+    assert "Planted truth" not in text and "No policy curve in this report" in text
+    assert not problems(text, tmp_path)
+
+
 # ---------------------------------------------------------------- analysis, in process
 def test_clustered_assignment_uses_cluster_robust_se():
     tables, truth = world(n=1500, seed=2, unit="team")
