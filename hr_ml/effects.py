@@ -544,18 +544,22 @@ def plot_policy(pol:dict):
 def load_outcomes(path,             # HRIS export folder (one file per table), or a single employees file
                   mapping=None,      # column mapping YAML (as for hr-ml train)
                  )->tuple[dict, dict|None]:
-    "The HR tables of the outcome data and the planted truth when the folder holds a truth.json."
+    "The HR tables of the outcome data (read and validated as for hr-ml train) and the planted truth when the folder holds a truth.json."
     import tempfile, os
     from hr_ml.io import read_hris
+    from hr_ml.schema import validate
     p = Path(path)
     if not p.exists(): raise HRDataError(f"{p.name}: outcome data not found. Check --outcomes.")
     truth = json.loads((p/"truth.json").read_text()) if p.is_dir() and (p/"truth.json").is_file() else None
     extra = [f for f in p.iterdir() if f.stem.lower() == "interventions"] if p.is_dir() else []
-    if not extra: return read_hris(p, mapping), truth
-    with tempfile.TemporaryDirectory() as tmp:   # the HR tables without the assignment table
-        for f in p.iterdir():
-            if f.is_file() and f not in extra: os.symlink(f.resolve(), Path(tmp)/f.name)
-        return read_hris(tmp, mapping), truth
+    if not extra: tables = read_hris(p, mapping)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:   # the HR tables without the assignment table
+            for f in p.iterdir():
+                if f.is_file() and f not in extra: os.symlink(f.resolve(), Path(tmp)/f.name)
+            tables = read_hris(tmp, mapping)
+    validate(tables)   # the first problem in the export, in one line
+    return tables, truth
 
 # %% ../nbs/18_effects.ipynb #5e01ee9c
 _COL = {"treatment": "#2563eb", "control": "#9ca3af"}
