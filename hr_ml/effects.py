@@ -218,7 +218,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
              order=None,                # group order (default: low, medium, high for buckets, else sorted)
              n_family:int|None=None,    # how many group effects are read together, e.g. all of a report's groupings (default: this grouping's groups)
             )->dict:
-    "Effect per group with Bonferroni-adjusted CIs, Holm-adjusted p-values, and a joint test that the effects differ."
+    "Effect per group with Bonferroni-adjusted CIs and p-values, and a joint test that the effects differ."
     from statsmodels.stats.multitest import multipletests
     k = check_k(k, "k_anon")
     if by not in df.columns: raise HRDataError(f"effects by {by}: no column '{by}' in the assignments or the outcome data.")
@@ -242,7 +242,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
                        n_control=pl.when(small).then(None).otherwise("n_control"))
     ok = f["p_value"].is_not_null().to_numpy()
     padj = np.full(f.height, np.nan)
-    if ok.any(): padj[ok] = multipletests(f["p_value"].to_numpy()[ok], alpha=alpha, method="holm")[1]
+    if ok.any(): padj[ok] = np.minimum(1.0, multipletests(f["p_value"].to_numpy()[ok], alpha=alpha, method="bonferroni")[1] * G / ok.sum())
     f = f.with_columns(p_adjusted=pl.Series(padj).fill_nan(None))
     het = None
     shown = f.filter(~pl.col("suppressed"))["group"].to_list()
@@ -256,7 +256,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
         R = np.zeros((D.shape[1], X.shape[1])); R[:, 2 + D.shape[1]:] = np.eye(D.shape[1])
         w = r.wald_test(R, scalar=True)
         het = dict(p_value=float(w.pvalue), df=int(D.shape[1]), statistic=float(w.statistic))
-    return dict(by=by, groups=f, level=1 - alpha / max(G, 1), family_level=1 - alpha, adjustment="Bonferroni CIs, Holm p-values",
+    return dict(by=by, groups=f, level=1 - alpha / max(G, 1), family_level=1 - alpha, adjustment=f"Bonferroni over {G} group effects (CIs and p-values)",
                 heterogeneity=het, k=k)
 
 # %% ../nbs/18_effects.ipynb #9ae4e376
