@@ -64,17 +64,25 @@ def synth(employees:int=typer.Option(2000, help="employees in total (leavers inc
           pay_gap:float=typer.Option(4.0, "--pay-gap", help="planted unexplained gender pay gap in %"),
           out:Path=typer.Option(Path("data/synth"), help="output folder (must not exist yet, or be empty)"),
           progress:bool=typer.Option(True, help="show a progress bar"),
+          intervention:Optional[str]=typer.Option(None, help="plant a randomised intervention: pay_review, stay_interview or null (assignments in OUT/experiment/assignments.parquet)"),
+          start:Optional[str]=typer.Option(None, help="the intervention's first month, YYYY-MM-DD (default 2024-07-01: 18 months before the end date, so a 12-month horizon is complete)"),
+          unit:str=typer.Option("employee", help="the intervention's randomisation unit: employee, team or tenant"),
+          share:float=typer.Option(0.5, help="share of units treated"),
+          noncompliance:float=typer.Option(0.0, help="share of the treated who do not get the intervention"),
          ):
-    "Write a synthetic multi-tenant HRIS (Parquet per table + truth.json)."
+    "Write a synthetic multi-tenant HRIS (Parquet per table + truth.json), optionally with a planted intervention."
     from hr_ml.synth import generate, write_synth
     if out.exists() and any(out.iterdir()): fail(f"{out}: output folder exists and is not empty. Pick a new --out or remove it.")
     t0 = time.perf_counter()
+    iv = None if intervention is None else dict(kind=intervention, start=start or "2024-07-01", unit=unit, share=share, noncompliance=noncompliance)
     tables, truth = generate(n_employees=employees, n_tenants=tenants, seed=seed, years=years,
-                             pay_gap_pct=pay_gap, progress=progress)
+                             pay_gap_pct=pay_gap, progress=progress, intervention=iv)
     write_synth(tables, truth, out)
     rows = ", ".join(f"{k} {len(v):,}" for k,v in tables.items())
     out_console.print(f"wrote {out}: {rows} rows in {time.perf_counter()-t0:.1f}s; "
                       f"oracle AUC {truth['oracle']['auc']:.3f}", markup=False)
+    if iv: out_console.print(f"planted {intervention} from {truth['intervention']['start']}: 12-month resignations "
+                             f"{100 * truth['intervention']['ate']:+.2f} points (ITT); assignments in {out / 'experiment' / 'assignments.parquet'}", markup=False)
 
 # %% ../nbs/40_cli.ipynb #3374d8ce
 train_app = typer.Typer(help="Train a model by running its job notebook into a run folder.", no_args_is_help=True)
