@@ -15,7 +15,7 @@ from .suppression import check_k, fewer_than
 # %% auto #0
 __all__ = ['ARMS', 'DRIVER_FEATURES', 'MONTH', 'REPLACEMENT_MULTIPLE', 'GROUPINGS', 'check_assignments', 'read_assignments',
            'outcomes', 'itt', 'cuped', 'attach_drivers', 'by_group', 'cace', 'km_curves', 'read_status',
-           'replacement_cost', 'roi', 'truth_groups', 'truth_checks', 'annual_pay', 'analyze', 'policy',
+           'replacement_cost', 'roi', 'truth_groups', 'truth_checks', 'annual_pay', 'analyze', 'policy', 'plot_policy',
            'load_outcomes', 'plot_km', 'plot_groups', 'plot_roi', 'summary', 'write_experiment']
 
 # %% ../nbs/18_effects.ipynb #223cf1d4
@@ -216,6 +216,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
              alpha:float=0.05,          # family-wise error rate over the groups
              cluster:str|None=None,     # as in `itt`
              order=None,                # group order (default: low, medium, high for buckets, else sorted)
+             n_family:int|None=None,    # how many group effects are read together, e.g. all of a report's groupings (default: this grouping's groups)
             )->dict:
     "Effect per group with Bonferroni-adjusted CIs, Holm-adjusted p-values, and a joint test that the effects differ."
     from statsmodels.stats.multitest import multipletests
@@ -225,7 +226,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
     names = d[by].unique().to_list()
     pref = order or ["low", "medium", "high", "underpaid", "not underpaid", "manager change", "no manager change"]
     names = [g for g in pref if g in names] + sorted(g for g in names if g not in pref)
-    G, rows = len(names), []
+    G, rows = max(n_family or 0, len(names)), []
     for g in names:
         s = d.filter(pl.col(by) == g)
         n = {a: int((s["arm"] == a).sum()) for a in ARMS}
@@ -323,6 +324,7 @@ def km_curves(df:pl.DataFrame,        # `outcomes` frame
 # %% ../nbs/18_effects.ipynb #94f4571f
 def read_status(df:pl.DataFrame,   # `outcomes` frame
                 as_of:date,         # the date the outcome data reaches
+                inferred:bool=False,# as_of was taken from the data's latest date (say how to set it)
                )->dict:
     "Whether the experiment is read at or before its planned horizon: label 'final' or 'interim', with a warning for interim reads."
     end = df["horizon_end"].max()
@@ -330,7 +332,8 @@ def read_status(df:pl.DataFrame,   # `outcomes` frame
     if as_of >= end: return dict(label="final", planned_end=end, as_of=as_of, share_complete=share, warning=None)
     return dict(label="interim", planned_end=end, as_of=as_of, share_complete=share,
                 warning=(f"Interim result: read on {as_of}, before the planned horizon ends on {end}; {share:.0%} of participants are observed for the "
-                         "full horizon. Do not stop the experiment or decide on this reading: its confidence interval does not account for repeated looks."))
+                         "full horizon. Do not stop the experiment or decide on this reading: its confidence interval does not account for repeated looks."
+                         + (f" The data's latest date was taken as the reading date; if the export is complete to a later date, set it with -p as_of=YYYY-MM-DD." if inferred else "")))
 
 # %% ../nbs/18_effects.ipynb #bb9943e3
 REPLACEMENT_MULTIPLE = {1: 0.5, 2: 0.5, 3: 1.0, 4: 1.0, 5: 1.5, 6: 1.5, 7: 2.0, 8: 2.0}
@@ -428,15 +431,17 @@ def analyze(assign:pl.DataFrame,            # checked assignments (`check_assign
             pay:float|None=None,             # mean annual pay of the treated; None: from the compensation table
             truth:dict|None=None,            # planted truth of the synthetic world (truth.json), to compare with
             cluster:str|None=None,           # clustering column; None: unit_id when units were randomised
+            uplift:bool=True,                # fit an uplift model (causalml) for the uplift-targeted policy curve
            )->dict:
     "Every estimate of the experiment in one dict (see above); frames stay polars until `write_experiment`."
     k = check_k(k, "k_anon")
+    inferred = as_of is None
     as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of or _end_of_data(tables)
     n = {a: int((assign["arm"] == a).sum()) for a in ARMS}
     if min(n.values()) < k:
         raise HRDataError(f"assignments: {n['treatment']} treated and {n['control']} control employees; each arm needs at least k = {k} people to be reported.")
     d = attach_drivers(outcomes(assign, tables, horizon_months, as_of), tables)
-    status = read_status(d, as_of)
+    status = read_status(d, as_of, inferred)
     res = dict(status=status, horizon_months=horizon_months, as_of=as_of, k=k, alpha=alpha, n_treatment=n["treatment"], n_control=n["control"],
                unit="employee" if _cluster_col(d, cluster) is None else "cluster", notes=[])
     if res["unit"] == "cluster": res["n_units"] = int(d["unit_id"].n_unique())
@@ -455,7 +460,9 @@ def analyze(assign:pl.DataFrame,            # checked assignments (`check_assign
         a = res["km"]["at_horizon"]
         res["primary"] = {**{c: a[c] for c in ("effect", "se", "ci_low", "ci_high", "p_value", "level")},
                           "method": f"Kaplan–Meier difference in cumulative exits at month {a['month']:.1f} (interim)"}
-    res["groups"] = {by: by_group(d, by, k=k, alpha=alpha, cluster=cluster) for by in GROUPINGS if by in d.columns and ok}
+    bys = [by for by in GROUPINGS if by in d.columns and ok]
+    fam = sum(d.filter(pl.col("complete"))[by].drop_nulls().n_unique() for by in bys)   # every group effect the report shows: one family
+    res["groups"] = {by: by_group(d, by, k=k, alpha=alpha, cluster=cluster, n_family=fam) for by in bys}
     c = cace(d, alpha=alpha) if ok and "complied" in d.columns else None
     res["cace"] = c
     treated = d.filter(pl.col("arm") == "treatment")
@@ -469,19 +476,69 @@ def analyze(assign:pl.DataFrame,            # checked assignments (`check_assign
                          cost_per_intervention, replacement_multiple, None if pay is not None or "job_level" not in got.columns else got["job_level"].to_numpy(),
                          horizon_months)
         res["roi"]["effect_used"] = "complier effect" if eff is c else res["primary"]["method"]
-    res["policy"] = policy(d, res, cost_per_intervention, replacement_multiple, tables)
+    res["policy"] = policy(d, res, cost_per_intervention, replacement_multiple, tables, uplift) if ok else dict(available=False, note="the policy curve needs the effects at the horizon")
     ti = (truth or {}).get("intervention")
     if ti: res["truth"] = truth_checks(ti, res)
     res["_frame"] = d
     return res
 
-# %% ../nbs/18_effects.ipynb #ce09e0b6
-def policy(d:pl.DataFrame, res:dict, cost_per_intervention:float, replacement_multiple, tables)->dict:
-    "The policy curve (treat the top x% by risk) from `hr_ml.uplift` when it is installed; else a note."
-    try: from hr_ml import uplift
-    except ImportError: return dict(available=False, note="the policy curve needs hr_ml.uplift, which this version does not have")
-    if not hasattr(uplift, "policy_curve"): return dict(available=False, note="hr_ml.uplift has no policy_curve")
-    return dict(available=False, note="policy curve not wired yet")
+# %% ../nbs/18_effects.ipynb #c7bdee90
+def policy(d:pl.DataFrame,              # `analyze`'s frame: the experiment's people with risk, bucket, arm, outcome, drivers
+           res:dict,                     # `analyze`'s results so far (effects per bucket)
+           cost_per_intervention:float,  # EUR per intervention
+           replacement_multiple,         # a number or {job level: multiple}
+           tables:dict,                  # HR tables (pay)
+           uplift:bool=True,             # also fit a causalml uplift model (X-learner) and draw the uplift-targeted curve
+           seed:int=0,
+          )->dict:
+    "Policy curves from `hr_ml.uplift`: net value of treating the top x% by risk (effects per bucket) and by estimated uplift."
+    import matplotlib as mpl
+    saved_rc = mpl.rcParams.copy()   # causalml's import restyles matplotlib; the report's other charts keep their look
+    try:
+        try: from hr_ml import uplift as U
+        except ImportError: return dict(available=False, note="the policy curve needs hr_ml.uplift, which this version does not have")
+        return _policy(U, d, res, cost_per_intervention, replacement_multiple, tables, uplift, seed)
+    finally: mpl.rcParams.update(saved_rc)
+
+def _policy(U, d, res, cost_per_intervention, replacement_multiple, tables, uplift, seed):
+    if "risk" not in d.columns or d["risk"].null_count(): return dict(available=False, note="the assignment file has no risk column to rank people by")
+    k = res["k"]
+    p = annual_pay(d, tables)
+    if p is None or p.null_count() == p.len(): return dict(available=False, note="no pay for the people in the experiment (no compensation table)")
+    pay_ = p.fill_null(p.mean()).to_numpy()
+    lv = d["job_level"].to_numpy() if "job_level" in d.columns and isinstance(replacement_multiple, dict) else None
+    mult = replacement_multiple if lv is not None or not isinstance(replacement_multiple, dict) else float(np.mean(list(replacement_multiple.values())))
+    g = (res.get("groups") or {}).get("bucket")
+    eff = {b: res["primary"]["effect"] for b in ("low", "medium", "high")}
+    if g is not None:
+        for r in g["groups"].iter_rows(named=True):
+            if r["effect"] is not None: eff[r["group"]] = r["effect"]   # suppressed buckets keep the overall effect
+    buckets = d["bucket"].to_numpy().astype(str) if "bucket" in d.columns else U.risk_buckets(d["risk"].to_numpy())
+    eff = {**{b: res["primary"]["effect"] for b in np.unique(buckets)}, **eff}
+    curves = [U.policy_curve(d["risk"].to_numpy(), eff, pay_, cost_per_intervention, lv, mult, buckets, "risk", k)]
+    note = "The curve by risk uses the measured effect per risk bucket."
+    done = d.filter(pl.col("complete") & pl.col("exited_h").is_not_null())
+    feats = [c for c in ("risk", *DRIVER_FEATURES) if c in d.columns]
+    if uplift and done.height >= 200 and feats:
+        try:
+            up = U.uplift_model(done.select(feats), done["arm"].to_numpy(), done["exited_h"].cast(pl.Int8).to_numpy(), seed=seed)
+            dd = done
+            pu = annual_pay(dd, tables).fill_null(p.mean()).to_numpy()
+            lvu = dd["job_level"].to_numpy() if lv is not None else None
+            cu = U.policy_curve(-up, up, pu, cost_per_intervention, lvu, mult, None, "uplift", k)
+            cr = U.policy_curve(dd["risk"].to_numpy(), up, pu, cost_per_intervention, lvu, mult, None, "risk", k)   # same people, same effects: a fair comparison
+            curves = [cr, cu]
+            note = ("Both curves use the same out-of-fold uplift estimates (causalml X-learner with xgboost, 5-fold cross-fitting) of the people observed for the "
+                    "whole horizon: by risk ranks them by their risk before the start, by uplift by their estimated benefit.")
+        except HRDataError as e: note += f" No uplift curve: {e}."
+    best = {c["policy"][0]: {**U.best_policy(c), **({"threshold": None} if c["policy"][0] == "uplift" else {})} for c in curves}
+    return dict(available=True, curves=pl.concat(curves), best=best, note=note)
+
+def plot_policy(pol:dict):
+    "The policy curves of `policy` (drawn by `hr_ml.uplift.plot_policy`)."
+    from hr_ml.uplift import plot_policy as _plot
+    c = pol["curves"]
+    return _plot([c.filter(pl.col("policy") == p) for p in c["policy"].unique(maintain_order=True)])
 
 # %% ../nbs/18_effects.ipynb #3e726d7a
 def load_outcomes(path,             # HRIS export folder (one file per table), or a single employees file
@@ -582,10 +639,10 @@ def summary(res:dict)->str:
     helped, none = [], []
     for by, g in res.get("groups", {}).items():
         for r in g["groups"].filter(~pl.col("suppressed")).iter_rows(named=True):
-            (helped if r["ci_high"] < 0 else none).append(f"{r['group']} ({_BY.get(by, by).lower()})")
+            (helped if r["ci_high"] < 0 else none).append(f"{_BY.get(by, by).lower()}: {r['group']}")
     if helped or none:
-        out.append("**Where it worked.** " + (f"Fewer exits, with CIs adjusted for the number of groups: {', '.join(helped)}." if helped else "No group shows a clear effect once the CIs account for the number of groups.")
-                   + (f" No clear effect: {', '.join(none)}." if helped and none else ""))
+        out.append("**Where it worked.** " + (f"Fewer exits, with CIs adjusted for the number of groups, in {'; '.join(helped)}." if helped else "No group shows a clear effect once the CIs account for the number of groups.")
+                   + (f" No clear effect in {'; '.join(none)}." if helped and none else ""))
     m = res.get("roi")
     if m:
         out.append(f"**Money.** About {m['prevented_exits']:.1f} exits prevented among {m['n_treated']:,} treated (CI {m['prevented_exits_ci'][0]:.1f} to {m['prevented_exits_ci'][1]:.1f}), "
