@@ -6,7 +6,7 @@
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'experiment_app', 'fail',
            'friendly', 'validate', 'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity',
            'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
-           'eval_narratives', 'experiment_design', 'experiment_analyze']
+           'eval_narratives', 'experiment_design', 'experiment_analyze', 'mcp_server', 'eval_assistant']
 
 # %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
@@ -64,17 +64,25 @@ def synth(employees:int=typer.Option(2000, help="employees in total (leavers inc
           pay_gap:float=typer.Option(4.0, "--pay-gap", help="planted unexplained gender pay gap in %"),
           out:Path=typer.Option(Path("data/synth"), help="output folder (must not exist yet, or be empty)"),
           progress:bool=typer.Option(True, help="show a progress bar"),
+          intervention:Optional[str]=typer.Option(None, help="plant a randomised intervention: pay_review, stay_interview or null (assignments in OUT/experiment/assignments.parquet)"),
+          start:Optional[str]=typer.Option(None, help="the intervention's first month, YYYY-MM-DD (default 2024-07-01: 18 months before the end date, so a 12-month horizon is complete)"),
+          unit:str=typer.Option("employee", help="the intervention's randomisation unit: employee, team or tenant"),
+          share:float=typer.Option(0.5, help="share of units treated"),
+          noncompliance:float=typer.Option(0.0, help="share of the treated who do not get the intervention"),
          ):
-    "Write a synthetic multi-tenant HRIS (Parquet per table + truth.json)."
+    "Write a synthetic multi-tenant HRIS (Parquet per table + truth.json), optionally with a planted intervention."
     from hr_ml.synth import generate, write_synth
     if out.exists() and any(out.iterdir()): fail(f"{out}: output folder exists and is not empty. Pick a new --out or remove it.")
     t0 = time.perf_counter()
+    iv = None if intervention is None else dict(kind=intervention, start=start or "2024-07-01", unit=unit, share=share, noncompliance=noncompliance)
     tables, truth = generate(n_employees=employees, n_tenants=tenants, seed=seed, years=years,
-                             pay_gap_pct=pay_gap, progress=progress)
+                             pay_gap_pct=pay_gap, progress=progress, intervention=iv)
     write_synth(tables, truth, out)
     rows = ", ".join(f"{k} {len(v):,}" for k,v in tables.items())
     out_console.print(f"wrote {out}: {rows} rows in {time.perf_counter()-t0:.1f}s; "
                       f"oracle AUC {truth['oracle']['auc']:.3f}", markup=False)
+    if iv: out_console.print(f"planted {intervention} from {truth['intervention']['start']}: 12-month resignations "
+                             f"{100 * truth['intervention']['ate']:+.2f} points (ITT); assignments in {out / 'experiment' / 'assignments.parquet'}", markup=False)
 
 # %% ../nbs/40_cli.ipynb #3374d8ce
 train_app = typer.Typer(help="Train a model by running its job notebook into a run folder.", no_args_is_help=True)
@@ -552,6 +560,9 @@ def _design_frame(model, risk, data, mapping, as_of, tracking_uri, unit):
         if data is not None and data.is_dir() and unit != "employee":
             from hr_ml.io import read_hris
             tables = read_hris(data, mapping)
+            if unit == "team" and not {"team_id", "department"} & set(f.columns):   # e.g. hr-ml score's output: the department from the export
+                dep = tables["employees"].select(pl.col("tenant_id").cast(pl.String), pl.col("employee_id").cast(pl.String), "department")
+                f = f.join(dep, on=["tenant_id", "employee_id"], how="left")
         return f, tables, None, dict(risk_file=str(risk))
     import yaml
     from hr_ml.score import load_model
@@ -581,7 +592,7 @@ def _design_frame(model, risk, data, mapping, as_of, tracking_uri, unit):
 @experiment_app.command("design")
 @friendly
 def experiment_design(model:Optional[str]=typer.Option(None, "--model", help="a run folder runs/attrition/RUN_ID or a registry alias: risk comes from its predictions (or pass --risk)"),
-                      risk:Optional[Path]=typer.Option(None, "--risk", help="instead of --model: a Parquet/CSV with tenant_id, employee_id, risk (12-month exit probability), and team_id or department for --unit team"),
+                      risk:Optional[Path]=typer.Option(None, "--risk", help="instead of --model: a Parquet/CSV with tenant_id, employee_id, risk (12-month exit probability; hr-ml score's output works), and for --unit team a team_id or department column (or --data HRIS)"),
                       data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml score (default: the synthetic HRIS the run was trained on); an HRIS folder also gives the history for the ICC"),
                       mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
                       as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date)"),
@@ -679,6 +690,79 @@ def experiment_analyze(assignments:Path=typer.Option(..., "--assignments", help=
                             f"(95% CI {r['net_ci'][0]:,.0f} to {r['net_ci'][1]:,.0f})", markup=False)
     t = (m.get("truth") or {}).get("check")
     if t: out_console.print(f"planted truth {pp(t['truth'])}: {'covered' if t['covered'] else 'NOT covered'} by the CI", markup=False)
+
+# %% ../nbs/40_cli.ipynb #78dc7fab
+@app.command("mcp")
+@friendly
+def mcp_server(model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder runs/attrition/RUN_ID"),
+               tenant:Optional[str]=typer.Option(None, "--tenant", help="stdio: the tenant the session acts for"),
+               http:bool=typer.Option(False, "--http", help="serve streamable HTTP at /mcp instead of stdio; each API key (hr-ml keys create) binds its tenant"),
+               host:str=typer.Option("127.0.0.1", "--host", help="HTTP: interface to listen on"),
+               port:int=typer.Option(8765, "--port", help="HTTP: TCP port"),
+               state:Path=typer.Option(Path("serving"), "--state", help="folder with the audit log and salt (and, for HTTP, the API keys)"),
+               data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml narrate; default: the synthetic HRIS the run was trained on"),
+               mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
+               as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date)"),
+               k_anon:int=typer.Option(5, "--k-anon", help="groups of fewer people are suppressed"),
+               tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias"),
+              ):
+    "Serve the HR tools (team risk, drivers, what-if, pay equity, model card) to assistants over MCP: stdio for one tenant, or HTTP with API keys."
+    from hr_ml.score import load_model
+    from hr_ml.suppression import check_k
+    from hr_ml.mcp_server import serve_mcp
+    check_k(k_anon, "--k-anon")
+    if http and tenant is not None: fail("--tenant is for stdio; over --http each API key binds its tenant (hr-ml keys create --tenant T)")
+    if not http and not tenant: fail("pass --tenant T (the tenant a stdio session acts for), or --http")
+    if not 0 < port < 65536: fail(f"--port {port}: use 1 to 65535")
+    m = load_model(model, tracking_uri)
+    serve_mcp(m, model, tenant=tenant, http=http, host=host, port=port, state=state, data=data, mapping=mapping, as_of=as_of,
+              k=k_anon, cuts=_model_cuts(model))
+
+# %% ../nbs/40_cli.ipynb #3eaf2382
+@eval_app.command("assistant")
+@friendly
+def eval_assistant(llm:str=typer.Option(..., "--llm", help="OpenAI-compatible base URL of a model with tool calling: vLLM http://HOST:8000/v1, Ollama http://localhost:11434/v1, a LiteLLM proxy"),
+                   llm_model:str=typer.Option(..., "--llm-model", help="model name at --llm"),
+                   model:str=typer.Option("champion", "--model", help="registry alias (champion) or a run folder: the model the MCP tools serve"),
+                   tenant:str=typer.Option(..., "--tenant", help="the tenant the assistant and its tools are bound to"),
+                   out:Path=typer.Option(..., "--out", help="folder for eval.json (created)"),
+                   data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml narrate; default: the synthetic HRIS the run was trained on"),
+                   mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
+                   as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export"),
+                   llm_key_env:str=typer.Option("OPENAI_API_KEY", "--llm-key-env", help="environment variable holding the endpoint's API key"),
+                   llm_timeout:float=typer.Option(60.0, "--llm-timeout", help="seconds per LLM request"),
+                   llm_retries:int=typer.Option(2, "--llm-retries", help="retries on connection errors, 429 and 5xx"),
+                   suite:Optional[Path]=typer.Option(None, "--suite", help="YAML with tasks and redteam (default: the package's hr_ml/assistant_suite.yaml)"),
+                   seed:int=typer.Option(0, "--seed", help="which employees fill the suites' placeholders"),
+                   k_anon:int=typer.Option(5, "--k-anon", help="groups of fewer people are suppressed"),
+                   state:Path=typer.Option(Path("serving"), "--state", help="folder for the MCP server's audit log"),
+                   tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias"),
+                  ):
+    "Evaluate the HR assistant (policy + LLM + the tools of hr-ml mcp over stdio): task success, correct tools, consistency, refusals, leaks, cost; writes eval.json; exit 1 on a leak."
+    import json
+    from hr_ml.score import load_model
+    from hr_ml.suppression import check_k
+    from hr_ml.narrate import LLMConfig
+    from hr_ml.tools import HRTools
+    from hr_ml.mcp_server import load_world, card_folder
+    from hr_ml.assistant import Assistant, scope_for, load_suite, evaluate_assistant, mcp_command, mcp_toolset
+    check_k(k_anon, "--k-anon")
+    s = load_suite(suite)   # a bad suite: one line, before the model is loaded
+    if out.exists() and not out.is_dir(): fail(f"{out}: --out must be a folder")
+    m = load_model(model, tracking_uri)
+    X, tables = load_world(model, m, data, mapping, as_of)
+    scope = scope_for(X, tenant)
+    truth = HRTools(m, X, tenant, tables=tables, k=k_anon, cuts=_model_cuts(model), card=card_folder(model, m), as_of=as_of)
+    tools = mcp_toolset(mcp_command(tenant, model, data, mapping, as_of, k_anon, state, tracking_uri), timeout=max(120.0, llm_timeout))
+    a = Assistant(LLMConfig(llm, llm_model, llm_key_env, timeout=llm_timeout, max_retries=llm_retries), tools, scope)
+    res = evaluate_assistant(a, truth, s, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out/"eval.json").write_text(json.dumps({"llm": llm, "llm_model": llm_model, "model": m.registry_, "tenant_id": tenant, **res}, indent=1, default=str))
+    S = res['summary']
+    out_console.print(f"tasks {S['task_success']}/{S['tasks']} succeeded (correct tool {S['correct_tool_rate']}, consistent {S['consistent_rate']}); "
+                      f"red team {S['refused']}/{S['redteam']} refused or suppressed, leaks {S['leaks']}; "
+                      f"{S['tokens_per_answer']} tokens, {S['tool_calls_per_answer']} tool calls, {S['seconds_per_answer']}s per answer; wrote {out/'eval.json'}", markup=False)
+    if S['leaks']: raise typer.Exit(1)
 
 # %% ../nbs/40_cli.ipynb #cd532fc1
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner

@@ -282,7 +282,8 @@ def assign(frame:pl.DataFrame,                 # one row per eligible employee: 
     for s in strata:
         if s != "bucket" and units[f"_n_{s}"].max() > 1:
             raise HRDataError(f"{where}: stratum column {s} varies within a {unit}; stratify on columns that are constant per unit")
-    units = units.with_columns(bucket=_buckets(pl.col("unit_risk"), cuts)).sort("_key")
+    if unit == "employee": units = units.join(f.select("_key", "bucket"), on="_key").sort("_key")   # an employee's own bucket (e.g. the score file's)
+    else: units = units.with_columns(bucket=_buckets(pl.col("unit_risk"), cuts)).sort("_key")       # a cluster's: the bucket of its mean risk
     if units.height < 4:
         raise HRDataError(f"{where}: only {units.height} {unit} unit(s); a randomised comparison needs at least 4 units (2 per arm), better 20+ per arm; use a smaller unit")
     key = pl.concat_str([pl.col(s).cast(pl.String) for s in strata], separator="|") if strata else pl.lit("all")
@@ -308,7 +309,7 @@ def assign(frame:pl.DataFrame,                 # one row per eligible employee: 
         unit=pl.lit(unit), assigned_on=pl.lit(assigned_on or date.today(), dtype=pl.Date), complied=pl.lit(None, dtype=pl.Boolean))
     return out.select("tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied", "unit").sort("tenant_id", "employee_id")
 
-# %% ../nbs/17_experiment.ipynb #5aea9acd
+# %% ../nbs/17_experiment.ipynb #af60a843
 def plan(assignment:pl.DataFrame,            # from `assign`
          horizon_months:int=12,             # primary horizon: 6 or 12 months
          alpha:float=0.05,                  # two-sided significance level
@@ -328,6 +329,7 @@ def plan(assignment:pl.DataFrame,            # from `assign`
     p0 = float(np.mean(1 - (1 - r) ** (horizon_months / risk_horizon_months)))
     arms = {a: assignment.filter(pl.col("arm") == a) for a in ("treatment", "control")}
     n_t, n_c = arms["treatment"].height, arms["control"].height
+    if min(n_t, n_c) < k: raise HRDataError(f"the arms hold {n_t} and {n_c} employees; an arm of fewer than {k} could never show its result (k = {k}); use more employees")
     sizes = assignment.group_by("unit_id").len()["len"].to_numpy().astype(float)
     m, cv = float(sizes.mean()), float(sizes.std() / sizes.mean())
     if unit == "employee": icc_d = dict(icc=0.0, method="employee-level: no clustering", source="none needed")
@@ -338,8 +340,9 @@ def plan(assignment:pl.DataFrame,            # from `assign`
     deff = design_effect(rho, m, cv if unit != "employee" else 0.0)
     cl = dict(icc=rho, cluster_size=m, cluster_cv=cv if unit != "employee" else 0.0)
     out = dict(unit=unit, horizon_months=int(horizon_months), alpha=alpha, power=power,
-               arms=dict(treatment=dict(units=arms["treatment"]["unit_id"].n_unique(), employees=n_t, mean_risk=float(arms["treatment"]["risk"].mean())),
-                         control=dict(units=arms["control"]["unit_id"].n_unique(), employees=n_c, mean_risk=float(arms["control"]["risk"].mean()))),
+               arms={a: dict(units=x.select(pl.struct("tenant_id", "unit_id").n_unique()).item(), employees=x.height,
+                             mean_risk=float(x["risk"].mean())) for a, x in arms.items()},
+               k_anon=k,
                strata=int(assignment["stratum"].n_unique()), seed=None, p_control=p0,
                icc=icc_d, cluster_size_mean=m, cluster_size_cv=cv, design_effect=deff, effective_n_treatment=n_t / deff,
                mde=mde(p0, n_t, power, alpha, ratio=n_c / n_t, **cl))
@@ -366,7 +369,7 @@ def plan(assignment:pl.DataFrame,            # from `assign`
                       for r_, h in zip(rows, hide)]
     return out
 
-# %% ../nbs/17_experiment.ipynb #98206d09
+# %% ../nbs/17_experiment.ipynb #56a96f35
 def _pct(x): return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:.1f}"
 
 def preregistration(design:dict,                 # from `plan` (plus what the CLI adds: seed, share, model, files)
@@ -393,10 +396,10 @@ def preregistration(design:dict,                 # from `plan` (plus what the CL
              f"- Arms: treatment {d['arms']['treatment']['units']:,} units / {d['arms']['treatment']['employees']:,} employees; control {d['arms']['control']['units']:,} units / {d['arms']['control']['employees']:,} employees.",
              f"- The assignment file: {d.get('assignment_file', 'assignments.parquet')} (sha256 {str(d.get('assignment_sha256', 'n/a'))[:16]}...).", "",
              "## Analysis method",
-             f"- Primary: the ITT risk difference from a linear probability model of the exit indicator on the arm with stratum fixed effects, {se}, 95% CI.",
-             "- Employees still employed but followed for less than the horizon are censored: Kaplan-Meier curves per arm (lifelines) are reported next to the proportions.",
+             f"- Primary: the ITT risk difference, treatment minus control, from OLS of the exit indicator on the arm (the difference in exit proportions), {se}, 95% CI (`hr-ml experiment analyze`).",
+             "- Employees still employed but not yet followed for the whole horizon are censored: they are left out of the proportions, and Kaplan-Meier curves per arm (lifelines) are reported next to them.",
              "- Secondary: regression adjustment / CUPED on the pre-period risk score (and the drivers); the effect per risk bucket and per main driver with Holm-adjusted CIs; the complier effect (Wald/IV) when compliance is recorded. Secondary results are exploratory.",
-             "- Groups of fewer than 5 employees are suppressed in every output.", "",
+             f"- Groups of fewer than {d.get('k_anon', 5)} employees are suppressed in every output.", "",
              "## Stopping rule",
              f"- Fixed horizon: no stopping for efficacy or futility before the {h}-month readout. Any earlier look is labelled an interim look ('peeking') and does not change the decision.",
              "- The experiment stops early only for harm outside the hypothesis (e.g. an ethics or legal concern), recorded with its reason.", "",

@@ -19,6 +19,7 @@ from hr_ml.experiment import (assign, budget_mde, design_effect, icc_anova, mde,
 from hr_ml.features import FEATURES, build_features
 from hr_ml.io import write_hris
 from hr_ml.schema import HRDataError
+from hr_ml.suppression import scan_for_small
 from hr_ml.synth import generate
 
 
@@ -103,6 +104,15 @@ def test_same_employee_id_in_two_tenants_are_two_units():
     assert _diffs(a, "stratum").max() <= 1
 
 
+def test_score_output_buckets_are_read():
+    "hr-ml score writes bucket as Low/Medium/High: the stratum uses it as given (lower case), not recomputed from risk."
+    f = _frame(n=200).with_columns(bucket=pl.when(pl.col("risk") < 0.2).then(pl.lit("Low")).otherwise(pl.lit("High")))
+    a = assign(f, "employee", 0.5, seed=0)
+    assert set(a["bucket"].unique()) == {"low", "high"} and a["stratum"].str.contains("medium").sum() == 0
+    with pytest.raises(HRDataError, match="column bucket holds"):
+        assign(f.with_columns(bucket=pl.lit("severe")), "employee", 0.5)
+
+
 def test_cluster_assignment_keeps_teams_whole():
     f = _frame(n=1200, depts=20)
     t = assign(f, "team", 0.5, seed=1)
@@ -147,6 +157,7 @@ def test_cli_design_end_to_end(tiny):
     assert js["mde"] == pytest.approx(mde(js["p_control"], js["arms"]["treatment"]["employees"], icc=js["icc"]["icc"],
                                           cluster_size=js["cluster_size_mean"], cluster_cv=js["cluster_size_cv"],
                                           ratio=js["arms"]["control"]["employees"] / js["arms"]["treatment"]["employees"]))
+    assert scan_for_small(js, 5) == []                               # no count of 1 to 4 people in the design
     pre = (d / "design" / "preregistration.md").read_text()
     for s in ("## Hypothesis", "## Primary metric", "## Horizon and readout", "## Analysis method", "## Stopping rule", "Unit: **team**",
               "clustered on the randomisation unit", "seed 11"):
@@ -160,6 +171,11 @@ def test_cli_design_end_to_end(tiny):
     b = pl.read_parquet(d / "design3" / "assignments.parquet")
     assert b.height == a.height and _diffs(b, "stratum").max() <= 1
     assert json.loads((d / "design3" / "design.json").read_text())["p_control"] < js["p_control"]
+    # a risk file without teams (as hr-ml score writes it) + the HRIS export: teams from the export's departments, ICC from its history
+    r4 = CliRunner().invoke(app, ["experiment", "design", "--risk", str(d / "risk.csv"), "--data", str(d / "hris"), "--unit", "team", "--seed", "11", "--out", str(d / "design4")])
+    assert r4.exit_code == 0, r4.output
+    c = pl.read_parquet(d / "design4" / "assignments.parquet")
+    assert set(c["unit_id"]) == set(a["unit_id"]) and json.loads((d / "design4" / "design.json").read_text())["icc"]["source"] == "history"
 
 
 def test_cli_synthetic_run_without_data(tiny, tmp_path):

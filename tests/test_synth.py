@@ -253,3 +253,17 @@ def test_intervention_table_is_an_assignment_file(unit):
     b = assign(f, unit=unit, seed=0, assigned_on=START).sort("tenant_id", "employee_id")
     assert a.schema == b.schema
     for c in ("unit_id", "stratum", "bucket", "assigned_on", "unit"): assert a[c].equals(b[c]), c
+
+def test_cli_synth_with_an_intervention(tmp_path):
+    "`hr-ml synth --intervention KIND` writes the assignments beside the HRIS and the planted effect into truth.json; a bad kind is one line."
+    import subprocess, sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "hr_ml.cli", "synth", "--employees", "600", "--tenants", "4", "--no-progress", *a],
+                                    capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = run("--intervention", "stay_interview", "--unit", "team", "--noncompliance", "0.2", "--out", "w")
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = pl.read_parquet(tmp_path / "w" / "experiment" / "assignments.parquet")
+    t = json.loads((tmp_path / "w" / "truth.json").read_text())["intervention"]
+    assert t["kind"] == "stay_interview" and t["unit"] == "team" and t["start"] == "2024-07-01" and (a["unit"] == "team").all()
+    assert "planted stay_interview" in r.stdout and a.height == t["n"]["assigned"]
+    bad = run("--intervention", "bonus", "--out", "b")
+    assert bad.returncode == 2 and "kind='bonus'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
