@@ -6,7 +6,7 @@
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'experiment_app', 'fail',
            'friendly', 'validate', 'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity',
            'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
-           'eval_narratives']
+           'eval_narratives', 'experiment_design', 'experiment_analyze']
 
 # %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
@@ -536,6 +536,150 @@ def eval_narratives(model:str=typer.Option(..., "--model", help="the run folder 
 # %% ../nbs/40_cli.ipynb #4be096f5
 experiment_app = typer.Typer(help="Retention experiments: design (power, assignment, pre-registration) and analysis (effects, ROI).", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
+
+# %% ../nbs/40_cli.ipynb #e1fecaf9
+def _design_frame(model, risk, data, mapping, as_of, tracking_uri, unit):
+    "Employees with tenant_id, employee_id, risk (+ department), the HR tables for the ICC (or None), the snapshot date, and what the risk came from."
+    import datetime as dt
+    import polars as pl
+    from hr_ml.schema import HRDataError
+    if risk is not None:
+        if risk.suffix.lower() not in (".parquet", ".csv"): fail(f"{risk}: --risk must be a .parquet or .csv file with tenant_id, employee_id, risk")
+        if not risk.exists(): fail(f"{risk}: file not found. Check --risk.")
+        try: f = pl.read_parquet(risk) if risk.suffix.lower() == ".parquet" else pl.read_csv(risk, infer_schema_length=10000)
+        except Exception as e: fail(f"{risk}: cannot be read ({' '.join(str(e).split())[:100]})")
+        f = f.with_columns(pl.col(c).cast(pl.String) for c in ("tenant_id", "employee_id", "team_id", "department") if c in f.columns)
+        tables = None
+        if data is not None and data.is_dir() and unit != "employee":
+            from hr_ml.io import read_hris
+            tables = read_hris(data, mapping)
+        return f, tables, None, dict(risk_file=str(risk))
+    import yaml
+    from hr_ml.score import load_model
+    from hr_ml import features as F
+    m = load_model(model, tracking_uri)
+    tables = day = None
+    pf = Path(model)/"params.yaml"
+    p = yaml.safe_load(pf.read_text()) if pf.is_file() else None
+    if data is None and p and not p.get("data") and not getattr(m, "recipe_", None):   # a run on the synthetic HRIS: its world, generated once
+        from hr_ml.synth import generate
+        tables, _ = generate(n_employees=p.get("employees", 20000), n_tenants=p.get("tenants", 120), seed=p.get("seed", 0), years=p.get("years", 4))
+        day = F.data_range(tables)[1]
+        X = F.build_features(tables, day, 12)
+    else:
+        X = _current_features(model, m, data, mapping, as_of)
+        X = X.collect() if isinstance(X, pl.LazyFrame) else X
+        if data is not None and data.is_dir() and not getattr(m, "recipe_", None):
+            from hr_ml.io import read_hris
+            tables = read_hris(data, mapping)
+            day = F.data_range(tables)[1] if as_of is None else dt.date.fromisoformat(as_of)
+    miss = [c for c in F.KEYS if c not in X.columns]
+    if miss: raise HRDataError(f"{data}: the features have no {miss[0]} column; pass --risk FILE with tenant_id, employee_id, risk instead")
+    keep = [c for c in (*F.KEYS, "team_id", "department") if c in X.columns]
+    f = X.select(keep).with_columns(pl.col(c).cast(pl.String) for c in keep).with_columns(risk=pl.Series(m.predict_risk(X), dtype=pl.Float64))
+    return f, tables, day, dict(model=m.registry_, cuts=list(_model_cuts(model)))
+
+@experiment_app.command("design")
+@friendly
+def experiment_design(model:Optional[str]=typer.Option(None, "--model", help="a run folder runs/attrition/RUN_ID or a registry alias: risk comes from its predictions (or pass --risk)"),
+                      risk:Optional[Path]=typer.Option(None, "--risk", help="instead of --model: a Parquet/CSV with tenant_id, employee_id, risk (12-month exit probability), and team_id or department for --unit team"),
+                      data:Optional[Path]=typer.Option(None, "--data", help="as for hr-ml score (default: the synthetic HRIS the run was trained on); an HRIS folder also gives the history for the ICC"),
+                      mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for an HRIS export"),
+                      as_of:Optional[str]=typer.Option(None, "--as-of", help="snapshot date YYYY-MM-DD for an HRIS export (default: its last date)"),
+                      unit:str=typer.Option("employee", "--unit", help="randomisation unit: employee, team (tenant x department) or tenant"),
+                      share:float=typer.Option(0.5, "--share", help="share of units in the treatment arm, strictly between 0 and 1"),
+                      horizon:int=typer.Option(12, "--horizon", help="primary horizon in months: 6 or 12"),
+                      budget:Optional[float]=typer.Option(None, "--budget", help="money for interventions in EUR (with --cost-per-intervention): the MDE this budget affords"),
+                      cost:Optional[float]=typer.Option(None, "--cost-per-intervention", help="cost of one intervention for one employee, EUR"),
+                      effect:Optional[float]=typer.Option(None, "--effect", help="a target risk difference, e.g. -0.03: its power and the sample size it needs"),
+                      icc:Optional[float]=typer.Option(None, "--icc", help="intra-cluster correlation for --unit team/tenant (default: estimated from the HRIS history)"),
+                      alpha:float=typer.Option(0.05, "--alpha", help="two-sided significance level"),
+                      power:float=typer.Option(0.8, "--power", help="wanted power"),
+                      intervention:str=typer.Option("the retention intervention", "--intervention", help="what treated employees are offered, for the pre-registration"),
+                      start:Optional[str]=typer.Option(None, "--start", help="assignment date YYYY-MM-DD written in the file (default: the data's snapshot date, else today)"),
+                      seed:int=typer.Option(0, "--seed", help="random seed: same seed and employees, same assignment"),
+                      out:Path=typer.Option(..., "--out", help="the design's run folder (must not exist yet, or be empty)"),
+                      k_anon:int=typer.Option(5, "--k-anon", help="counts of fewer people are suppressed in design.json"),
+                      tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias"),
+                     ):
+    "Design a retention experiment: power and MDE (budget included), a stratified seeded assignment, and the pre-registration."
+    import datetime as dt
+    from hr_ml.suppression import check_k
+    from hr_ml.experiment import UNITS, assign, plan, estimate_icc, write_design, _shift_months
+    from hr_ml.runs import fingerprint, git_commit
+    check_k(k_anon, "--k-anon")
+    if (model is None) == (risk is None): fail("pass exactly one of --model RUN (risk from the model) and --risk FILE (tenant_id, employee_id, risk)")
+    if unit not in UNITS: fail(f"--unit {unit!r}: must be one of {', '.join(UNITS)}")
+    if not 0 < share < 1: fail(f"--share {share}: the treatment share must lie strictly between 0 and 1, e.g. 0.5")
+    if horizon not in (6, 12): fail(f"--horizon {horizon}: the primary horizon is 6 or 12 months")
+    if (budget is None) != (cost is None): fail("--budget and --cost-per-intervention go together; pass both, or neither")
+    if icc is not None and not 0 <= icc < 1: fail(f"--icc {icc}: the intra-cluster correlation must lie in [0, 1)")
+    for v, n in ((alpha, "--alpha"), (power, "--power")):
+        if not 0 < v < 1: fail(f"{n} {v}: must lie strictly between 0 and 1")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())): fail(f"{out}: output folder exists and is not empty. Pick a new --out or remove it.")
+    for d_, n in ((as_of, "--as-of"), (start, "--start")):
+        if d_ is not None:
+            try: dt.date.fromisoformat(d_)
+            except ValueError: fail(f"{n} {d_!r} is not a date; use YYYY-MM-DD")
+    t0 = time.perf_counter()
+    frame, tables, day, source = _design_frame(model, risk, data, mapping, as_of, tracking_uri, unit)
+    cuts = tuple(source.get("cuts", (0.15, 0.35)))
+    on = dt.date.fromisoformat(start) if start else (day or dt.date.today())
+    where = str(risk) if risk is not None else f"--model {model}"
+    a = assign(frame, unit, share, seed, cuts=cuts, assigned_on=on, where=where)
+    icc_in = None
+    if unit != "employee":
+        if icc is not None: icc_in = icc
+        elif tables is not None: icc_in = estimate_icc(tables, unit, horizon, day)
+        else: fail(f"--unit {unit}: pass --icc (e.g. 0.02), or --data with an HRIS folder so the ICC is estimated from its history")
+    p = plan(a, horizon, alpha, power, icc_in, effect, budget, cost, k=k_anon)
+    p.update(seed=seed, share=share, strata_columns=["bucket"] if unit == "tenant" else ["tenant_id", "bucket"], cuts=list(cuts),
+             assigned_on=str(on), readout_on=str(_shift_months(on, horizon)), registered_on=dt.date.today().isoformat(),
+             intervention=intervention, source=source, data=str(data) if data else None, data_sha256=fingerprint(data) if data else None,
+             git_commit=git_commit())
+    d = write_design(out, a, p, intervention)
+    ar = d["arms"]
+    e = f"; power {d['effect']['power']:.0%} for {d['effect']['effect']*100:+.1f} points" if "effect" in d else ""
+    b = f"; budget affords {d['budget']['affordable']:,} interventions: MDE {d['budget']['mde']*100:+.1f} points" if "budget" in d else ""
+    out_console.print(f"assigned {ar['treatment']['employees'] + ar['control']['employees']:,} employees by {unit} "
+                      f"({ar['treatment']['units']:,} treatment / {ar['control']['units']:,} control units, {d['strata']} strata, seed {seed}) "
+                      f"in {time.perf_counter()-t0:.1f}s; {horizon}-month exits {d['p_control']*100:.1f}%, ICC {d['icc']['icc']:.3f}, "
+                      f"design effect {d['design_effect']:.2f}; MDE {d['mde']*100:+.1f} points at {power:.0%} power{e}{b}; wrote {out}", markup=False)
+    if "budget" in d and not d["budget"]["within_budget"]:
+        out_console.print(f"note: treating all {ar['treatment']['employees']:,} assigned employees costs {d['budget']['planned_cost']:,.0f} EUR, over the budget; "
+                          f"lower --share to {d['budget']['affordable'] / (ar['treatment']['employees'] + ar['control']['employees']):.3f} or narrow the eligible employees to stay within it", markup=False)
+
+# %% ../nbs/40_cli.ipynb #f349db66
+@experiment_app.command("analyze")
+@friendly
+def experiment_analyze(assignments:Path=typer.Option(..., "--assignments", help="assignment file (CSV/Parquet): tenant_id, employee_id, arm, assigned_on (optional unit_id, risk, bucket, complied)"),
+                       outcomes:Path=typer.Option(..., "--outcomes", help="outcome data: an HRIS export folder as hr-ml train reads it, or a synthetic world written by hr-ml synth"),
+                       mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for the outcome export"),
+                       param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable), e.g. -p cost_per_intervention=800"),
+                       out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/experiment/RUN_ID"),
+                       progress:bool=typer.Option(True, help="show progress"),
+                      ):
+    "Analyse a retention experiment: ITT effect with CIs, CUPED, effects per bucket and driver, Kaplan-Meier per arm, ROI; experiment.json + report.html."
+    import json
+    from hr_ml.runs import run_job
+    from hr_ml.effects import read_assignments
+    p = job_inputs("experiment_report", param, None, mapping, assignments=assignments, outcomes=outcomes)
+    read_assignments(assignments, p.get("assigned_on"))   # a broken assignment file fails here, in one line, before a run folder exists
+    out_console.print(f"analysing the experiment in {assignments.name} on {outcomes.name} ...", markup=False)
+    run = run_job("experiment_report", p, out, kind="experiment", data=outcomes, progress=progress)
+    out_console.print(f"run folder: {run}", markup=False)
+    m = json.loads((run/"experiment.json").read_text())
+    e = m["primary"]
+    pp = lambda v: f"{v * 100:+.1f} pp"
+    out_console.print(f"{m['status']['label']} result: effect on exits within {m['horizon_months']} months {pp(e['effect'])} "
+                      f"({e['level']:.0%} CI {pp(e['ci_low'])} to {pp(e['ci_high'])}), {e['method']}", markup=False)
+    if m["status"]["label"] == "interim": out_console.print(f"warning: {m['status']['warning']}", markup=False)
+    if m.get("cuped"): out_console.print(f"CUPED: variance reduced by {m['cuped']['variance_reduction']:.0%}", markup=False)
+    r = m.get("roi")
+    if r: out_console.print(f"ROI: {r['prevented_exits']:.1f} exits prevented, EUR {r['saved']:,.0f} saved for EUR {r['spent']:,.0f} spent, net EUR {r['net']:,.0f} "
+                            f"(95% CI {r['net_ci'][0]:,.0f} to {r['net_ci'][1]:,.0f})", markup=False)
+    t = (m.get("truth") or {}).get("check")
+    if t: out_console.print(f"planted truth {pp(t['truth'])}: {'covered' if t['covered'] else 'NOT covered'} by the CI", markup=False)
 
 # %% ../nbs/40_cli.ipynb #cd532fc1
 if __name__ == "__main__" and Path(sys.argv[0]).name == "cli.py": app()  # `python -m hr_ml.cli`, not a notebook runner

@@ -861,7 +861,10 @@ def _iv_assign(S, act, X, t, cal_m):
     u_risk = np.bincount(ui, risk) / np.bincount(ui)                          # a cluster's bucket: its mean risk
     u_b = np.select([u_risk < BUCKETS["medium"][0], u_risk < BUCKETS["high"][0]], [0, 1], 2)
     u_ten = np.zeros(len(uu), np.int64); u_ten[ui] = S.ten[act]              # a team's tenant (a team lies in one tenant)
-    u_str = u_b if iv["unit"] == "tenant" else u_ten * 3 + u_b
+    u_str = u_b if iv["unit"] == "tenant" else u_ten * 4 + u_b
+    def small(c): _, inv, cnt = np.unique(c, return_inverse=True, return_counts=True); return cnt[inv] < 2
+    if iv["unit"] != "tenant": u_str = np.where(small(u_str), u_ten * 4 + 3, u_str)   # strata of one unit: pooled per tenant,
+    u_str = np.where(small(u_str), -1, u_str)                                       # then overall (as hr_ml.experiment.assign)
     treat = _randomise(rng, uu, u_str, iv["share"])[ui]
     complier = rng.random(len(act)) >= iv["noncompliance"]                   # latent type, drawn for both arms
     spec = INTERVENTIONS[iv["kind"]]
@@ -926,7 +929,8 @@ def _iv_truth(S)->dict:
         "buckets": {k: list(v) for k, v in BUCKETS.items()},
         "bucket_of": "risk: the true 12-month resignation probability at assignment (the full planted monthly hazard at the start, "
                      "latent effects included, drivers frozen, the season running on); low < 0.15 <= medium < 0.35 <= high",
-        "strata": "tenant x bucket of the unit (a team's bucket: its members' mean risk)" if iv["unit"] != "tenant" else "bucket of the tenant's mean risk",
+        "strata": ("tenant x bucket of the unit (a team's bucket: its members' mean risk)" if iv["unit"] != "tenant" else "bucket of the tenant's mean risk")
+                  + "; a stratum of a single unit is pooled (tenant|pooled, then pooled)",
         "driver_group": dict(name=g_name, rule=spec["rule"] + " at the start"),
         "multiplier": dict(spec["multiplier"], applies_to=f"treated compliers with {spec['rule']}, on the monthly resignation hazard from the start"),
         "description": spec["description"],
@@ -943,17 +947,20 @@ def _iv_truth(S)->dict:
     }
 
 def _iv_table(S, emp:pl.DataFrame)->pl.DataFrame:
-    "The assignment table: one row per employee employed at the start (the columns `hr_ml.experiment.assign` writes)."
+    "The assignment table: one row per employee employed at the start (the columns `hr_ml.experiment.assign` writes; unit_id: the employee_id, tenant/manager for teams, the tenant_id)."
     d, iv = S.ivd, S.iv
     idx = pl.Series(d["idx"])
     tid, eid = emp["tenant_id"].gather(idx), emp["employee_id"].gather(idx)
-    unit = {"employee": eid, "team": emp["employee_id"].gather(pl.Series(d["unit"])), "tenant": tid}[iv["unit"]]
-    sb = pl.Series(np.array(list(BUCKETS))[d["stratum"] % 3])
-    return pl.DataFrame({"tenant_id": tid, "employee_id": eid, "unit_id": unit,
-                         "stratum": (pl.select(s=pl.concat_str(tid, pl.lit("|"), sb))["s"] if d["strat_tenant"] else sb),
+    team = pl.select(u=pl.concat_str(tid, pl.lit("/"), emp["employee_id"].gather(pl.Series(d["unit"]))))["u"] if iv["unit"] == "team" else None
+    unit = {"employee": eid, "team": team, "tenant": tid}[iv["unit"]]
+    code = d["stratum"]
+    sb = pl.Series(np.array([*BUCKETS, "pooled"])[code % 4])
+    st = pl.select(s=pl.concat_str(tid, pl.lit("|"), sb))["s"] if d["strat_tenant"] else sb
+    st = pl.Series(np.where(code < 0, "pooled", st.to_numpy()))
+    return pl.DataFrame({"tenant_id": tid, "employee_id": eid, "unit_id": unit, "stratum": st,
                          "arm": np.where(d["treat"], "treatment", "control"),
                          "assigned_on": pl.Series([date.fromisoformat(iv["start"])] * len(idx), dtype=pl.Date),
-                         "risk": d["risk"], "bucket": d["bucket"], "complied": ~d["treat"] | d["complier"]})
+                         "risk": d["risk"], "bucket": d["bucket"], "complied": ~d["treat"] | d["complier"], "unit": iv["unit"]})
 
 # %% ../nbs/01_synth.ipynb #815d9fd7
 def write_synth(tables:dict,  # tables from `generate`

@@ -139,7 +139,7 @@ def test_refuses_bad_sizes(tmp_path):
 from hr_ml.synth import risk_bucket, BUCKETS, INTERVENTIONS
 from hr_ml.schema import HRDataError
 START = date(2024, 7, 1)
-IV_COLS = ["tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied"]
+IV_COLS = ["tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied", "unit"]
 
 @pytest.fixture(scope="module")
 def pay_review(): return generate(3000, 8, seed=7, intervention=dict(start=START, kind="pay_review"))
@@ -166,7 +166,9 @@ def test_intervention_assignment(pay_review):
     staff = tables["employees"].filter((pl.col("hire_date") < START) & (pl.col("termination_date").is_null() | (pl.col("termination_date") >= START)))
     assert sorted(staff["employee_id"]) == sorted(a["employee_id"])            # everybody employed the day before the start
     assert (a["bucket"].to_numpy() == risk_bucket(a["risk"].to_numpy())).all() and set(a["bucket"]) == set(BUCKETS)
-    assert a.select((pl.col("stratum") == pl.concat_str("tenant_id", pl.lit("|"), "bucket")).all()).item()
+    assert a.filter(pl.col("stratum").str.ends_with("pooled")).height < 10
+    assert a.filter(~pl.col("stratum").str.ends_with("pooled")).select((pl.col("stratum") == pl.concat_str("tenant_id", pl.lit("|"), "bucket")).all()).item()
+    assert (a["unit"] == "employee").all()
     assert (a["unit_id"] == a["employee_id"]).all()
     d = a.group_by("stratum").agg(t=(pl.col("arm") == "treatment").sum().cast(pl.Int64), n=pl.len().cast(pl.Int64))
     assert ((2 * d["t"] - d["n"]).abs() <= 1).all()                              # balanced within tenant x bucket
@@ -192,17 +194,20 @@ def test_intervention_truth_shapes(pay_review):
     assert cr["low"] < cr["medium"] < cr["high"]
 
 def test_intervention_effect_shows_in_the_tables():
-    "The realised difference in 12-month resignations between the arms is the planted ITT effect, up to sampling noise."
+    "Realised differences in 12-month resignations between the arms match the planted ITT effects, up to sampling noise."
     tables, truth = generate(9000, 50, seed=11, intervention=dict(start=START, kind="pay_review"))
-    end = date(2025, 7, 1)
-    y = tables["interventions"].join(tables["employees"], on=["tenant_id", "employee_id"]).select(
-        "arm", vol=(pl.col("termination_type") == "voluntary").fill_null(False) & (pl.col("termination_date") < end))
-    p = y.group_by("arm").agg(m=pl.col("vol").mean(), n=pl.len()).sort("arm")         # control, treatment
-    (pc, nc), (pt, nt) = p.select("m", "n").rows()
-    se = np.sqrt(pc * (1 - pc) / nc + pt * (1 - pt) / nt)
-    ate = truth["intervention"]["ate"]
-    assert ate < -0.015 and abs((pt - pc) - ate) < 3 * se, (pt - pc, ate, se)
-    assert (pt - pc) < -se                                                      # and it is visible
+    ti = truth["intervention"]; e, nb = ti["effects"]["voluntary"]["itt"], ti["n"]["bucket"]
+    y = tables["interventions"].join(tables["employees"], on=["tenant_id", "employee_id"]).with_columns(
+        vol=(pl.col("termination_type") == "voluntary").fill_null(False) & (pl.col("termination_date") < date(2025, 7, 1)))
+    def diff(d):
+        (pc, nc), (pt, nt) = d.group_by("arm").agg(m=pl.col("vol").mean(), n=pl.len()).sort("arm").select("m", "n").rows()
+        return pt - pc, np.sqrt(pc * (1 - pc) / nc + pt * (1 - pt) / nt)
+    at_risk = (nb["medium"] * e["bucket"]["medium"] + nb["high"] * e["bucket"]["high"]) / (nb["medium"] + nb["high"])
+    for d, planted in [(y, e["ate"]), (y.filter(pl.col("bucket") == "low"), 0.0), (y.filter(pl.col("bucket") != "low"), at_risk)]:
+        got, se = diff(d)
+        assert abs(got - planted) < 3 * se, (got, planted, se)
+    got, se = diff(y.filter(pl.col("bucket") != "low"))
+    assert at_risk < -0.1 and got < -2 * se                                     # visible where planted
 
 def test_intervention_null_noncompliance_clusters():
     _, t0 = generate(1500, 10, seed=3, intervention=dict(start=START, kind="null"))
@@ -216,8 +221,12 @@ def test_intervention_null_noncompliance_clusters():
     assert v["itt"]["driver_group"]["not_manager_change"] == 0 and v["complier"]["ate"] < v["itt"]["ate"] < 0
     tr = a.filter(pl.col("arm") == "treatment")
     assert 0.55 < tr["complied"].mean() < 0.85 and a.filter(pl.col("arm") == "control")["complied"].all()
+    tiny = generate(1200, 80, seed=3, intervention=dict(start=START))[0]["interventions"]     # small tenants: strata of one
+    n = tiny.group_by("stratum").len()
+    assert n.filter(pl.col("stratum").str.ends_with("|pooled")).height > 0 and n.filter(pl.col("stratum") != "pooled")["len"].min() >= 2
     te = generate(1500, 10, seed=3, intervention=dict(start=START, unit="tenant"))[0]["interventions"]
-    assert (te["unit_id"] == te["tenant_id"]).all() and set(te["stratum"]) <= set(BUCKETS)
+    assert (te["unit_id"] == te["tenant_id"]).all() and set(te["stratum"]) <= {*BUCKETS, "pooled"}
+    assert a.select((pl.col("unit_id").str.split("/").list.first() == pl.col("tenant_id")).all()).item()   # tenant/manager
     assert te.group_by("tenant_id").agg(pl.col("arm").n_unique())["arm"].max() == 1
 
 @pytest.mark.parametrize("iv,msg", [(dict(start=date(2026, 3, 1)), "after end_date"), (dict(start=date(2019, 1, 1)), "not after the first"),
@@ -234,3 +243,13 @@ def test_intervention_written_beside_the_hris(tmp_path, pay_review):
     assert sorted(read_hris(out)) == sorted(TABLES)                             # the folder is still an HRIS export
     assert pl.read_parquet(out / "experiment" / "assignments.parquet").equals(pay_review[0]["interventions"])
     assert json.loads((out / "truth.json").read_text())["intervention"]["ate"] == pay_review[1]["intervention"]["ate"]
+
+@pytest.mark.parametrize("unit", ["employee", "team", "tenant"])
+def test_intervention_table_is_an_assignment_file(unit):
+    "The synthetic world's assignments have the columns, types, units and strata that hr_ml.experiment.assign writes."
+    from hr_ml.experiment import assign
+    a = generate(2000, 10, seed=1, intervention=dict(start=START, unit=unit))[0]["interventions"]
+    f = a.select("tenant_id", "employee_id", "risk", team_id=pl.col("unit_id").str.split("/").list.last())
+    b = assign(f, unit=unit, seed=0, assigned_on=START).sort("tenant_id", "employee_id")
+    assert a.schema == b.schema
+    for c in ("unit_id", "stratum", "bucket", "assigned_on", "unit"): assert a[c].equals(b[c]), c
