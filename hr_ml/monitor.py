@@ -7,9 +7,9 @@ __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHI
            'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'read_outcomes',
            'outcomes_from_tables', 'month_ends', 'score_months', 'label_months', 'performance_by_month',
            'realized_performance', 'fairness_check', 'monitor_status', 'check_reference', 'load_reference',
-           'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance', 'read_assignments',
-           'experiment_exits', 'plot_experiment_exits', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature',
-           'plot_drifted', 'plot_performance']
+           'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance', 'experiment_exits',
+           'plot_experiment_exits', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted',
+           'plot_performance']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -736,32 +736,10 @@ def row_performance(risk:np.ndarray,        # the model's risk for the export's 
 # %% ../nbs/33_monitor.ipynb #e7a1b002
 ARMS = ("treatment", "control")
 
-def read_assignments(src, # an assignment file (CSV/Parquet, as written by `hr-ml experiment design`) or a DataFrame
-                    )->pl.DataFrame:
-    "Assignments as tenant_id, employee_id, arm ('treatment'/'control') and assigned_on (Date), checked; other columns kept."
-    if isinstance(src, pl.DataFrame): df, where = src, "assignments"
-    else:
-        p = Path(src); where = f"assignments ({p.name})"
-        if not p.is_file(): raise HRDataError(f"{p}: assignment file not found. Check --assignments.")
-        try: df = pl.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pl.read_csv(p, infer_schema_length=0)
-        except Exception as e: raise HRDataError(f"{p}: not a readable CSV or Parquet file ({' '.join(str(e).split())[:100]}); write the assignments as CSV or Parquet") from None
-    df = df.rename({c: c.strip().lower() for c in df.columns})
-    miss = [c for c in ("tenant_id", "employee_id", "arm", "assigned_on") if c not in df.columns]
-    if miss: raise HRDataError(f"{where}: missing column(s) {', '.join(miss)}; an assignment file has one row per person with tenant_id, employee_id, arm (treatment/control) and assigned_on")
-    arm = df["arm"].cast(pl.String).str.strip_chars().str.to_lowercase()
-    bad = (~arm.is_in(list(ARMS)) | arm.is_null()).arg_true()
-    if len(bad): raise HRDataError(f"{where}: arm '{df['arm'][bad[0]]}' in row {bad[0] + 2} is not treatment or control", column="arm")
-    d = df["assigned_on"]
-    if d.dtype == pl.Datetime: d = d.dt.date()
-    elif d.dtype != pl.Date:
-        raw = d.cast(pl.String).str.strip_chars()
-        d = raw.str.to_date("%Y-%m-%d", strict=False)
-        bad = d.is_null().arg_true()
-        if len(bad): raise HRDataError(f"{where}: assigned_on '{raw[bad[0]]}' in row {bad[0] + 2} is not a date; write dates as YYYY-MM-DD", column="assigned_on")
-    out = df.with_columns(pl.col("tenant_id").cast(pl.String), pl.col("employee_id").cast(pl.String), arm=arm, assigned_on=d)
-    dup = out.select(F.KEYS).is_duplicated().arg_true()
-    if len(dup): raise HRDataError(f"{where}: employee {out['employee_id'][dup[0]]} of {out['tenant_id'][dup[0]]} is assigned twice (row {dup[0] + 2}); one row per person")
-    return out
+def _assignments(src)->pl.DataFrame:
+    "An assignment file or frame, checked by `hr_ml.effects` (the one reader of assignment files): tenant_id, employee_id, arm, assigned_on, ..."
+    from hr_ml.effects import check_assignments, read_assignments
+    return check_assignments(src) if isinstance(src, pl.DataFrame) else read_assignments(src)
 
 _EXP_SCHEMA = {"month": pl.String, "arm": pl.String, "n": pl.Int64, "n_exits": pl.Int64, "exit_rate": pl.Float64, "suppressed": pl.Boolean}
 
@@ -774,14 +752,14 @@ def _cumulative(n:np.ndarray, e:np.ndarray, k:int)->np.ndarray:
             show[i], last = True, x
     return show
 
-def experiment_exits(assignments,        # `read_assignments` frame (or a file)
+def experiment_exits(assignments,        # an assignment file (CSV/Parquet, as `hr-ml experiment design` writes it) or frame
                      outcomes:pl.DataFrame, # exits: `read_outcomes` / `outcomes_from_tables`
                      until,               # outcomes are complete up to this date
                      voluntary_only:bool=True, # count voluntary exits only (the outcome retention experiments aim at)
                      k:int=5,             # suppression
                     )->dict:
     "Realised exits per arm since assignment, so far and by month-end, with counts under k suppressed."
-    a = read_assignments(assignments)
+    a = _assignments(assignments)
     until = _date(until)
     ex = outcomes.filter("voluntary") if voluntary_only else outcomes
     j = (a.select(*F.KEYS, "arm", "assigned_on").join(ex.select(*F.KEYS, "exit_date").group_by(F.KEYS).agg(pl.col("exit_date").min()), on=F.KEYS, how="left")

@@ -160,26 +160,12 @@ def test_monitor_with_assignments_end_to_end(tmp_path):
 
 
 def test_assignment_file_errors_one_line(tmp_path):
+    "The monitor reads assignment files with hr_ml.effects' checks: one line naming the file, row and fix."
     (tmp_path / "a.csv").write_text("tenant_id,employee_id,arm,assigned_on\nT1,E1,treatment,2025-01-01\nT1,E2,placebo,2025-01-01\n")
-    (tmp_path / "b.csv").write_text("tenant_id,employee_id,arm,assigned_on\nT1,E1,treatment,01/01/2025\n")
+    (tmp_path / "b.csv").write_text("tenant_id,employee_id,arm,assigned_on\nT1,E1,treatment,2025-01-01\nT1,E2,control,someday\n")
     (tmp_path / "c.csv").write_text("tenant_id,employee_id,group\nT1,E1,treatment\n")
-    for f, words in (("a.csv", "arm 'placebo' in row 3"), ("b.csv", "assigned_on '01/01/2025' in row 2"),
-                     ("c.csv", "missing column(s) arm, assigned_on"), ("nope.csv", "assignment file not found")):
-        with pytest.raises(HRDataError) as e: M.read_assignments(tmp_path / f)
+    oc = pl.DataFrame({"tenant_id": ["T1"], "employee_id": ["E1"], "exit_date": [dt.date(2025, 3, 1)], "voluntary": [True]})
+    for f, words in (("a.csv", "arm 'placebo' for employee E2"), ("b.csv", "assigned_on 'someday' is not a date"),
+                     ("c.csv", "column 'arm' is missing"), ("nope.csv", "assignment file not found")):
+        with pytest.raises(HRDataError) as e: M.experiment_exits(tmp_path / f, oc, dt.date(2025, 12, 31))
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
-
-
-def test_uplift_on_the_hris_planted_pay_review():
-    "The generator's own intervention: features on the eve of the start, exits from the HRIS; persuadables = underpaid outside the low bucket."
-    start = dt.date(2024, 7, 1)
-    tables, truth = generate(6000, 30, seed=5, intervention=dict(start=start, kind="pay_review"))
-    eve = F.build_features(tables, start - dt.timedelta(days=1))
-    left = (pl.col("termination_type") == "voluntary") & pl.col("termination_date").is_between(start + dt.timedelta(days=1), dt.date(2025, 7, 1))
-    trial = (tables["interventions"].join(eve, on=F.KEYS)
-             .join(tables["employees"].select(*F.KEYS, "termination_date", "termination_type"), on=F.KEYS)
-             .with_columns(exited=left.fill_null(False)))
-    assert trial.height == tables["interventions"].height
-    u = U.uplift_model(trial.select(F.FEATURES), trial["arm"], trial["exited"].cast(int), learner="X")
-    persuadable = ((trial["compa_ratio"] < 0.95) & (trial["bucket"] != "low")).to_numpy()
-    assert roc_auc_score(persuadable, -u) > 0.7
-    assert truth["intervention"]["effects"]["voluntary"]["itt"]["bucket"]["low"] == 0.0
