@@ -116,9 +116,9 @@ def test_null_intervention_has_no_persuadables(experiment):
 # ---------------------------------------------------------------- (3) hr-ml monitor --assignments, end to end
 def test_monitor_with_assignments_end_to_end(tmp_path):
     from hr_ml.attrition import AttritionModel
-    from hr_ml.io import write_hris
+    from hr_ml.synth import write_synth
     t0, start = dt.date(2024, 12, 31), dt.date(2025, 1, 1)
-    tables, _ = generate(1200, 8, seed=3, intervention=dict(start=start, kind="pay_review"))   # the generator's planted pay review
+    tables, truth = generate(1200, 8, seed=3, intervention=dict(start=start, kind="pay_review"))   # the generator's planted pay review
     old = F.truncate_to(tables, t0)
     tr = F.build_training_set(old, F.quarterly_dates(old, 12, 8), 12)
     model = AttritionModel(n_estimators=20, max_depth=3, early_stopping_rounds=None, n_jobs=1, random_state=0).fit(
@@ -128,11 +128,10 @@ def test_monitor_with_assignments_end_to_end(tmp_path):
     model.save(run)
     M.save_profile(M.reference_profile(ref.select(F.FEATURES), model.predict_risk(ref.select(F.FEATURES)), model.feature_names_, as_of=t0,
                                        meta={"horizon_months": 12, "cuts": [0.15, 0.35]}), run / "reference_profile.json")
-    write_hris({name: t for name, t in tables.items() if name != "interventions"}, tmp_path / "hris")   # the assignments are no HRIS table
+    write_synth(tables, truth, tmp_path / "hris")                 # as `hr-ml synth` writes it: the assignments in hris/experiment/
     assign = tables["interventions"]                             # tenant_id, employee_id, unit_id, stratum, arm, assigned_on, risk, bucket, complied
-    assign.write_csv(tmp_path / "assignments.csv")
     arms = assign["arm"].to_numpy()
-    r = subprocess.run([sys.executable, "-m", "hr_ml.cli", "monitor", "--model", str(run), "--data", "hris", "--assignments", "assignments.csv",
+    r = subprocess.run([sys.executable, "-m", "hr_ml.cli", "monitor", "--model", str(run), "--data", "hris", "--assignments", "hris/experiment/assignments.parquet",
                         "-p", "n_boot=10", "--no-progress"], capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     out = next((tmp_path / "runs" / "monitor").iterdir())
@@ -169,3 +168,19 @@ def test_assignment_file_errors_one_line(tmp_path):
                      ("c.csv", "column 'arm' is missing"), ("nope.csv", "assignment file not found")):
         with pytest.raises(HRDataError) as e: M.experiment_exits(tmp_path / f, oc, dt.date(2025, 12, 31))
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_uplift_on_the_hris_planted_pay_review():
+    "The generator's own intervention: features on the eve of the start, exits from the HRIS; persuadables = underpaid outside the low bucket."
+    start = dt.date(2024, 7, 1)
+    tables, truth = generate(6000, 30, seed=5, intervention=dict(start=start, kind="pay_review"))
+    eve = F.build_features(tables, start - dt.timedelta(days=1))
+    left = (pl.col("termination_type") == "voluntary") & pl.col("termination_date").is_between(start + dt.timedelta(days=1), dt.date(2025, 7, 1))
+    trial = (tables["interventions"].join(eve, on=F.KEYS)
+             .join(tables["employees"].select(*F.KEYS, "termination_date", "termination_type"), on=F.KEYS)
+             .with_columns(exited=left.fill_null(False)))
+    assert trial.height == tables["interventions"].height
+    u = U.uplift_model(trial.select(F.FEATURES), trial["arm"], trial["exited"].cast(int), learner="X")
+    persuadable = ((trial["compa_ratio"] < 0.95) & (trial["bucket"] != "low")).to_numpy()
+    assert roc_auc_score(persuadable, -u) > 0.7
+    assert truth["intervention"]["effects"]["voluntary"]["itt"]["bucket"]["low"] == 0.0
