@@ -649,10 +649,12 @@ def summary(res:dict)->str:
                    + (f" No clear effect in {'; '.join(none)}." if helped and none else ""))
     m = res.get("roi")
     if m:
-        out.append(f"**Money.** About {m['prevented_exits']:.1f} exits prevented among {m['n_treated']:,} treated (CI {m['prevented_exits_ci'][0]:.1f} to {m['prevented_exits_ci'][1]:.1f}), "
+        num = lambda v: f"{v:.1f}".replace("-", "−")
+        out.append(f"**Money.** About {num(m['prevented_exits'])} exits prevented among {m['n_treated']:,} treated (CI {num(m['prevented_exits_ci'][0])} to {num(m['prevented_exits_ci'][1])}), "
                    f"at {_eur(m['cost_per_leaver'])} per leaver: {_eur(m['saved'])} saved for {_eur(m['spent'])} spent, a net {_eur(m['net'])} "
                    f"(CI {_eur(m['net_ci'][0])} to {_eur(m['net_ci'][1])})"
-                   + (f", paid back after {m['payback_months']:.1f} months." if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"] * 5 else "; it does not pay back."))
+                   + (f", paid back after {m['payback_months']:.1f} months" if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"] * 5 else "; it does not pay back")
+                   + ("; the CI includes a loss, so the money is not yet proven." if m["net_ci"][0] < 0 < m["net"] else "."))
     t = (res.get("truth") or {}).get("check")
     if t: out.append(f"**Planted truth.** The synthetic world planted {_pp(t['truth'])}; the CI {'covers' if t['covered'] else 'misses'} it.")
     nxt = ("Wait for the planned horizon before deciding; read the experiment again then." if st["label"] == "interim" else
