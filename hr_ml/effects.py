@@ -335,8 +335,8 @@ def read_status(df:pl.DataFrame,   # `outcomes` frame
                          "full horizon. Do not stop the experiment or decide on this reading: its confidence interval does not account for repeated looks."
                          + (f" The data's latest date was taken as the reading date; if the export is complete to a later date, set it with -p as_of=YYYY-MM-DD." if inferred else "")))
 
-# %% ../nbs/18_effects.ipynb #bb9943e3
-REPLACEMENT_MULTIPLE = {1: 0.5, 2: 0.5, 3: 1.0, 4: 1.0, 5: 1.5, 6: 1.5, 7: 2.0, 8: 2.0}
+# %% ../nbs/18_effects.ipynb #b277e69c
+REPLACEMENT_MULTIPLE = {1: 0.5, 2: 0.6, 3: 0.75, 4: 1.0, 5: 1.25, 6: 1.5, 7: 1.75, 8: 2.0}   # as hr_ml.uplift: SHRM/Gallup, 0.5 to 2 times annual pay
 
 def replacement_cost(pay,                        # annual pay per person (array) or one mean annual pay
                      levels=None,                 # job level per person (array), same length as pay
