@@ -21,6 +21,7 @@ BENCHMARKS = [
     ("train", "bench_train.py", "train.json", "4. Training job end to end; papermill overhead"),
     ("synth", "bench_synth.py", "synth.json", "5. Synthetic HRIS generation"),
     ("pay_gap_coverage", "bench_pay_gap_coverage.py", "pay_gap_coverage.json", "Pay-gap CI coverage"),
+    ("experiment_checks", "experiment_checks.py", "experiment_checks.json", "Retention experiments: CI coverage, CUPED, power, null, heterogeneity"),
     ("api", "bench_api.py", "api.json", "6. Scoring API: single-employee latency at 100 req/s, 10,000-employee batch"),
     ("gpu", "bench_gpu.py", "gpu.json", "7. SHAP on a GPU: tree_shap(device='cuda') vs the CPU path (only where xgboost sees a GPU)"),
 ]
@@ -62,6 +63,13 @@ def rows_for(name, r):
         c = r["coverage"]
         return [(f"Pay gap: 95% CI covers the planted {r.get('planted_gap_pct', '')}% gap",
                  f"{c.get('ols_planted')} of {c['of']} seeds", str(r.get("goal", "")).split(" (")[0], r.get("pass"))]
+    if name == "experiment_checks":
+        m, g, ok, c = r["measured"], r["goals"], r["passed"], r["config"]
+        return [(f"Experiments: ITT 95% CI covers the planted effect ({c['employees']:,}-employee worlds)", f"{m['itt_covers']} of {c['seeds']} seeds", g["itt_covers"], ok["itt_covers"]),
+                ("Experiments: CUPED CI narrower", f"{m['cuped_narrower']} of {c['seeds']}", g["cuped_narrower"], ok["cuped_narrower"]),
+                ("Experiments: promised vs simulated power", f"{100 * m['power_promised']:.1f}% vs {100 * m['power_simulated']:.1f}%", g["power_gap_points"], ok["power_gap_points"]),
+                ("Experiments: null intervention, false positives", f"{m['null_rejected']} of {c['null_seeds']}; {m['null_sub_rejected']} of {m['null_sub_tests']}", f"{g['null_rejected']}; {g['null_sub_rate']}", None if ok["null_rejected"] is None else ok["null_rejected"] and ok["null_sub_rate"]),
+                ("Experiments: buckets with and without a planted effect told apart", f"{m['buckets_told_apart']} of {c['seeds']}", g["buckets_told_apart"], ok["buckets_told_apart"])]
     # any other benchmark: its `measured`, `goals` and `passed`/`pass` entries, if it has them
     meas, goals = r.get("measured") or {}, r.get("goals") or r.get("goal") or {}
     ok = r.get("passed", r.get("pass"))

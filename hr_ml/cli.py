@@ -6,7 +6,7 @@
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'experiment_app', 'fail',
            'friendly', 'validate', 'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity',
            'pay_info_cmd', 'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
-           'eval_narratives', 'experiment_design', 'mcp_server', 'eval_assistant', 'eval_genai']
+           'eval_narratives', 'experiment_design', 'experiment_analyze', 'mcp_server', 'eval_assistant', 'eval_genai']
 
 # %% ../nbs/40_cli.ipynb #11504840
 import sys, functools, time
@@ -64,17 +64,25 @@ def synth(employees:int=typer.Option(2000, help="employees in total (leavers inc
           pay_gap:float=typer.Option(4.0, "--pay-gap", help="planted unexplained gender pay gap in %"),
           out:Path=typer.Option(Path("data/synth"), help="output folder (must not exist yet, or be empty)"),
           progress:bool=typer.Option(True, help="show a progress bar"),
+          intervention:Optional[str]=typer.Option(None, help="plant a randomised intervention: pay_review, stay_interview or null (assignments in OUT/experiment/assignments.parquet)"),
+          start:Optional[str]=typer.Option(None, help="the intervention's first month, YYYY-MM-DD (default 2024-07-01: 18 months before the end date, so a 12-month horizon is complete)"),
+          unit:str=typer.Option("employee", help="the intervention's randomisation unit: employee, team or tenant"),
+          share:float=typer.Option(0.5, help="share of units treated"),
+          noncompliance:float=typer.Option(0.0, help="share of the treated who do not get the intervention"),
          ):
-    "Write a synthetic multi-tenant HRIS (Parquet per table + truth.json)."
+    "Write a synthetic multi-tenant HRIS (Parquet per table + truth.json), optionally with a planted intervention."
     from hr_ml.synth import generate, write_synth
     if out.exists() and any(out.iterdir()): fail(f"{out}: output folder exists and is not empty. Pick a new --out or remove it.")
     t0 = time.perf_counter()
+    iv = None if intervention is None else dict(kind=intervention, start=start or "2024-07-01", unit=unit, share=share, noncompliance=noncompliance)
     tables, truth = generate(n_employees=employees, n_tenants=tenants, seed=seed, years=years,
-                             pay_gap_pct=pay_gap, progress=progress)
+                             pay_gap_pct=pay_gap, progress=progress, intervention=iv)
     write_synth(tables, truth, out)
     rows = ", ".join(f"{k} {len(v):,}" for k,v in tables.items())
     out_console.print(f"wrote {out}: {rows} rows in {time.perf_counter()-t0:.1f}s; "
                       f"oracle AUC {truth['oracle']['auc']:.3f}", markup=False)
+    if iv: out_console.print(f"planted {intervention} from {truth['intervention']['start']}: 12-month resignations "
+                             f"{100 * truth['intervention']['ate']:+.2f} points (ITT); assignments in {out / 'experiment' / 'assignments.parquet'}", markup=False)
 
 # %% ../nbs/40_cli.ipynb #3374d8ce
 train_app = typer.Typer(help="Train a model by running its job notebook into a run folder.", no_args_is_help=True)
@@ -466,6 +474,7 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
             model:str=typer.Option("champion", "--model", help="registry alias (champion) or a training run folder"),
             outcomes:Optional[Path]=typer.Option(None, "--outcomes", help="realized exits (CSV/Parquet), once they are known"),
             config:Optional[Path]=typer.Option(None, "--config", help="YAML thresholds over the defaults"),
+            assignments:Optional[Path]=typer.Option(None, "--assignments", help="a retention experiment's assignment file (CSV/Parquet): the report adds its arms' exits so far"),
             mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping (a one-row export: the training mapping; default: the model's own)"),
             param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable)"),
             tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
@@ -478,7 +487,7 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
     from hr_ml.runs import run_job
     levels = {"ok": 0, "warn": 1, "alert": 2}
     if fail_on not in ("warn", "alert", "never"): fail(f"--fail-on {fail_on!r}: use warn, alert or never")
-    p = job_inputs("monitor_report", param, data, mapping, outcomes=outcomes, config=config)
+    p = job_inputs("monitor_report", param, data, mapping, outcomes=outcomes, config=config, assignments=assignments)
     mp = Path(model)
     if mp.exists(): p["model"] = str(mp.resolve())
     else:
@@ -697,6 +706,38 @@ def experiment_design(model:Optional[str]=typer.Option(None, "--model", help="a 
     if "budget" in d and not d["budget"]["within_budget"]:
         out_console.print(f"note: treating all {ar['treatment']['employees']:,} assigned employees costs {d['budget']['planned_cost']:,.0f} EUR, over the budget; "
                           f"lower --share to {d['budget']['affordable'] / (ar['treatment']['employees'] + ar['control']['employees']):.3f} or narrow the eligible employees to stay within it", markup=False)
+
+# %% ../nbs/40_cli.ipynb #f349db66
+@experiment_app.command("analyze")
+@friendly
+def experiment_analyze(assignments:Path=typer.Option(..., "--assignments", help="assignment file (CSV/Parquet): tenant_id, employee_id, arm, assigned_on (optional unit_id, risk, bucket, complied)"),
+                       outcomes:Path=typer.Option(..., "--outcomes", help="outcome data: an HRIS export folder as hr-ml train reads it, or a synthetic world written by hr-ml synth"),
+                       mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping for the outcome export"),
+                       param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable), e.g. -p cost_per_intervention=800"),
+                       out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/experiment/RUN_ID"),
+                       progress:bool=typer.Option(True, help="show progress"),
+                      ):
+    "Analyse a retention experiment: ITT effect with CIs, CUPED, effects per bucket and driver, Kaplan-Meier per arm, ROI; experiment.json + report.html."
+    import json
+    from hr_ml.runs import run_job
+    from hr_ml.effects import read_assignments
+    p = job_inputs("experiment_report", param, None, mapping, assignments=assignments, outcomes=outcomes)
+    read_assignments(assignments, p.get("assigned_on"))   # a broken assignment file fails here, in one line, before a run folder exists
+    out_console.print(f"analysing the experiment in {assignments.name} on {outcomes.name} ...", markup=False)
+    run = run_job("experiment_report", p, out, kind="experiment", data=outcomes, progress=progress)
+    out_console.print(f"run folder: {run}", markup=False)
+    m = json.loads((run/"experiment.json").read_text())
+    e = m["primary"]
+    pp = lambda v: f"{v * 100:+.1f} pp"
+    out_console.print(f"{m['status']['label']} result: effect on exits within {m['horizon_months']} months {pp(e['effect'])} "
+                      f"({e['level']:.0%} CI {pp(e['ci_low'])} to {pp(e['ci_high'])}), {e['method']}", markup=False)
+    if m["status"]["label"] == "interim": out_console.print(f"warning: {m['status']['warning']}", markup=False)
+    if m.get("cuped"): out_console.print(f"CUPED: variance reduced by {m['cuped']['variance_reduction']:.0%}", markup=False)
+    r = m.get("roi")
+    if r: out_console.print(f"ROI: {r['prevented_exits']:.1f} exits prevented, EUR {r['saved']:,.0f} saved for EUR {r['spent']:,.0f} spent, net EUR {r['net']:,.0f} "
+                            f"(95% CI {r['net_ci'][0]:,.0f} to {r['net_ci'][1]:,.0f})", markup=False)
+    t = (m.get("truth") or {}).get("check")
+    if t: out_console.print(f"planted truth {pp(t['truth'])}: {'covered' if t['covered'] else 'NOT covered'} by the CI", markup=False)
 
 # %% ../nbs/40_cli.ipynb #78dc7fab
 @app.command("mcp")

@@ -14,8 +14,9 @@ from .schema import HRDataError
 
 # %% auto #0
 __all__ = ['COUNTRIES', 'DEPARTMENTS', 'FAMILIES', 'GENDERS', 'ABSENCE_TYPES', 'EXIT_TYPES', 'CHANGE_TYPES', 'DRIVERS',
-           'INTERACTIONS', 'MANAGER_EFFECT', 'SEASONALITY', 'PROMOTION', 'NULL_FEATURES', 'PROTECTED',
-           'planted_effects', 'exit_hazard', 'tenant_sizes', 'compa_ratios', 'auc', 'generate', 'write_synth']
+           'INTERACTIONS', 'MANAGER_EFFECT', 'SEASONALITY', 'PROMOTION', 'NULL_FEATURES', 'PROTECTED', 'BUCKETS',
+           'INTERVENTIONS', 'INTERVENTION_DEFAULTS', 'planted_effects', 'exit_hazard', 'tenant_sizes', 'compa_ratios',
+           'auc', 'generate', 'risk_bucket', 'write_synth']
 
 # %% ../nbs/01_synth.ipynb #3b463186
 COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "PL", "AT", "BE", "IE", "PT"]
@@ -469,6 +470,10 @@ def _month(S, rng, m, ms, me, cal, logs, hist, replay=False):
         np.subtract.at(hist["mc12"], hist["mc"][hist["out"]], 1); hist["out"] += 1
     X = _drivers(S, act, t, hist["sick"][-14:], hist["mc12"])
     h_vol = 1.0 / (1.0 + np.exp(-_log_hazard(S, S.spec, act, X, t, cal[m])))
+    if S.iv is not None and m >= S.iv["m0"]:                 # a planted intervention (see below): assigned at its start,
+        if m == S.iv["m0"] and not replay: _iv_assign(S, act, X, t, cal[m])
+        S.iv_h0 = h_vol                                      # (untreated, for the truth)
+        h_vol = h_vol * S.iv_mult[act]                       # then treated compliers resign less
     rt = S.rating[act]
     age = _year(t) - S.birth_year[act]
     h_inv = 0.0022 + 0.012 * (rt == 1) + 0.004 * (rt == 2)
@@ -726,6 +731,7 @@ def generate(n_employees:int=2000,      # distinct employees in the employees ta
              end_date:date=date(2025, 12, 31), # export date: nothing is dated after it
              pay_gap_pct:float=4.0,     # planted unexplained gender pay gap in % (job family x level x location)
              progress:bool=False,       # show a progress bar over the months
+             intervention:dict|None=None, # a randomised intervention to plant (see "A planted intervention"); None: none
             )->tuple:
     "Simulate a multi-tenant HRIS month by month: (`tables` per CONTRACT.md, planted `truth` with the true oracle)."
     if n_tenants < 1 or n_employees < 5 * n_tenants:
@@ -738,6 +744,9 @@ def generate(n_employees:int=2000,      # distinct employees in the employees ta
     S = _population(rng, int(n_employees), int(n_tenants), years, ms, me, pay_gap_pct)
     S.s0, M = int(ms[0]), len(ms)
     S.spec = _spec(end_date)
+    S.seed = seed
+    S.iv = None if intervention is None else _iv_spec(intervention, ms, end_date)
+    if S.iv is not None: S.iv_mult = np.ones(S.N)
     logs = dict(comp=_Log("emp", "day", "base", "var"), revs=_Log("emp", "day", "rating"),
                 jobs=_Log("emp", "day", "kind", "level", "dept", "mgr"), absn=_Log("emp", "start", "end", "kind"),
                 tims=_Log("emp", "day", "hours"))
@@ -754,34 +763,221 @@ def generate(n_employees:int=2000,      # distinct employees in the employees ta
     try:
         for m in range(M):
             if m == M - 12 and M >= 12: snap = _copy_state(S, hist, _ORACLE_MAX)
-            act, h, _, X = _month(S, rng, m, ms, me, cal, logs, hist)
+            act, h, ha, X = _month(S, rng, m, ms, me, cal, logs, hist)
+            if S.iv is not None: _iv_track(S, m, act, h, ha)
             if m == M - 12: frozen = (act, h, _log_hazard(S, S.spec, act, X, int(ms[m]) - 1, cal[m], latent=False))
             if bar: bar.advance(task)
     finally:
         if bar: bar.stop()
     del hist
     R = _ORACLE_R
+    if S.iv is not None: snap[0].iv_mult = S.iv_mult[:snap[0].N].copy()   # replays apply the real assignment
     oracle = (*frozen, _oracle(*snap, seed, M - 12, ms, me, cal, R), R, snap[0].N < S.N)
     del snap
     tables = _tables(S, logs, _day(end_date))
     as_of = date.fromisoformat(str(np.datetime64(int(ms[M - 12]) - 1, "D")))
     params = dict(n_employees=int(n_employees), n_tenants=int(n_tenants), years=int(years),
                   end_date=end_date.isoformat(), pay_gap_pct=float(pay_gap_pct))
-    return tables, _truth(S, tables, oracle, params, seed, end_date, as_of, pay_gap_pct)
+    truth = _truth(S, tables, oracle, params, seed, end_date, as_of, pay_gap_pct)
+    if S.iv is not None:
+        tables["interventions"] = _iv_table(S, tables["employees"])
+        truth["intervention"] = _iv_truth(S)
+    return tables, truth
+
+# %% ../nbs/01_synth.ipynb #1890838c
+BUCKETS = {"low": (0.0, 0.15), "medium": (0.15, 0.35), "high": (0.35, 1.0)}   # [lower, upper) of the true 12-month exit probability
+INTERVENTIONS = {
+    "pay_review": dict(group="underpaid", feature="compa_ratio", rule="compa_ratio < 0.95",
+                       multiplier=dict(low=1.0, medium=0.15, high=0.1),
+                       description="A pay review lifts the underpaid (compa-ratio below 0.95 at the start) towards their peers: "
+                                   "their monthly resignation hazard is multiplied by `multiplier[bucket]` from the start on; "
+                                   "it does nothing for the fairly paid, and nothing for the low-risk bucket."),
+    "stay_interview": dict(group="manager_change", feature="manager_changes_12m", rule="manager_changes_12m >= 1",
+                           multiplier=dict(low=1.0, medium=0.15, high=0.1),
+                           description="A stay interview helps where a manager change in the last 12 months drives the risk: "
+                                       "their monthly resignation hazard is multiplied by `multiplier[bucket]`; nothing for the "
+                                       "others, nothing for the low-risk bucket."),
+    "null": dict(group="underpaid", feature="compa_ratio", rule="compa_ratio < 0.95", multiplier=dict(low=1.0, medium=1.0, high=1.0),
+                 description="A placebo: assignment as for a real intervention, no effect on anybody (groups as for pay_review)."),
+}
+INTERVENTION_DEFAULTS = dict(start=None, unit="employee", share=0.5, kind="pay_review", noncompliance=0.0, horizon_months=12,
+                             seed_offset=0)
+
+def risk_bucket(risk)->np.ndarray:
+    "Risk bucket ('low' < 0.15 <= 'medium' < 0.35 <= 'high') of 12-month exit probabilities."
+    r = np.asarray(risk, float)
+    return np.array(list(BUCKETS))[np.searchsorted([BUCKETS["medium"][0], BUCKETS["high"][0]], r, side="right")]
+
+def _iv_spec(iv:dict, ms, end_date)->dict:
+    "Check and complete an intervention dict; the month index `m0` of its start rides along (dropped from truth)."
+    if not isinstance(iv, dict): raise HRDataError(f"synth: intervention must be a dict (start, unit, share, kind, ...), got {type(iv).__name__}")
+    bad = sorted(set(iv) - set(INTERVENTION_DEFAULTS))
+    if bad: raise HRDataError(f"synth: intervention key {bad[0]!r} unknown; use {', '.join(INTERVENTION_DEFAULTS)}")
+    s = {**INTERVENTION_DEFAULTS, **iv}
+    try: start = date.fromisoformat(str(s["start"])[:10])
+    except ValueError: raise HRDataError(f"synth: intervention start={s['start']!r}; give a date (the first month of the intervention)") from None
+    m0 = int(np.searchsorted(ms, _day(start), side="right")) - 1
+    if m0 < 1: raise HRDataError(f"synth: intervention start {start} is not after the first simulated month "
+                                 f"({np.datetime64(int(ms[0]), 'D')}); start later or simulate more years")
+    if start > end_date: raise HRDataError(f"synth: intervention start {start} is after end_date {end_date}; start earlier")
+    if s["unit"] not in ("employee", "team", "tenant"): raise HRDataError(f"synth: intervention unit={s['unit']!r}; use employee, team or tenant")
+    if s["kind"] not in INTERVENTIONS: raise HRDataError(f"synth: intervention kind={s['kind']!r}; use {', '.join(INTERVENTIONS)}")
+    if not 0 < float(s["share"]) < 1: raise HRDataError(f"synth: intervention share={s['share']}; use a share strictly between 0 and 1")
+    if not 0 <= float(s["noncompliance"]) < 1: raise HRDataError(f"synth: intervention noncompliance={s['noncompliance']}; use a rate in [0, 1)")
+    if int(s["horizon_months"]) < 1: raise HRDataError(f"synth: intervention horizon_months={s['horizon_months']}; use at least 1")
+    return dict(start=str(np.datetime64(int(ms[m0]), "D")), unit=s["unit"], share=float(s["share"]), kind=s["kind"],
+                noncompliance=float(s["noncompliance"]), horizon_months=int(s["horizon_months"]), seed_offset=int(s["seed_offset"]),
+                m0=m0, seed=None)
+
+def _iv_risk(S, act, X, t, cal_m)->np.ndarray:
+    "True 12-month resignation probability at `t`: the full planted monthly hazard, drivers frozen, the season running on."
+    seas = np.asarray(S.spec["seasonality"]["params"]["values"])
+    rm = S.raise_month[S.ten[act]]
+    eta = _log_hazard(S, S.spec, act, X, t, cal_m) - seas[(cal_m - rm) % 12]
+    eta_k = eta[:, None] + seas[(cal_m + np.arange(12)[None, :] - rm[:, None]) % 12]
+    return 1 - np.prod(1 - 1 / (1 + np.exp(-eta_k)), axis=1)
+
+def _randomise(rng, unit, stratum, share)->np.ndarray:
+    "Treated flag per unit: within each stratum, a random `share` of its units (the odd one out by a coin flip)."
+    treat = np.zeros(len(unit), bool)
+    o = np.lexsort((rng.random(len(unit)), stratum))
+    st = stratum[o]
+    starts = np.flatnonzero(np.r_[True, st[1:] != st[:-1]]); cnt = np.diff(np.r_[starts, len(st)])
+    k = np.floor(cnt * share + rng.random(len(cnt))).astype(np.int64)          # E[k] = share * n, k in {floor, ceil}
+    pos = np.arange(len(st)) - np.repeat(starts, cnt)
+    treat[o] = pos < np.repeat(k, cnt)
+    return treat
+
+def _iv_assign(S, act, X, t, cal_m):
+    "Randomise the intervention among the staff `act` at its start: risk, bucket, unit, stratum, arm, compliance, multiplier."
+    iv = S.iv
+    rng = np.random.default_rng([S.seed, 1_000_003, iv["seed_offset"]])     # its own stream: the world before `start` is unchanged
+    risk = _iv_risk(S, act, X, t, cal_m)
+    bucket = risk_bucket(risk)
+    b = np.select([bucket == "low", bucket == "medium"], [0, 1], 2)
+    mgr = S.mgr[act]
+    unit = {"employee": act, "team": np.where(mgr >= 0, mgr, act), "tenant": S.ten[act]}[iv["unit"]].astype(np.int64)
+    uu, ui = np.unique(unit, return_inverse=True)
+    u_risk = np.bincount(ui, risk) / np.bincount(ui)                          # a cluster's bucket: its mean risk
+    u_b = np.select([u_risk < BUCKETS["medium"][0], u_risk < BUCKETS["high"][0]], [0, 1], 2)
+    u_ten = np.zeros(len(uu), np.int64); u_ten[ui] = S.ten[act]              # a team's tenant (a team lies in one tenant)
+    u_str = u_b if iv["unit"] == "tenant" else u_ten * 4 + u_b
+    def small(c): _, inv, cnt = np.unique(c, return_inverse=True, return_counts=True); return cnt[inv] < 2
+    if iv["unit"] != "tenant": u_str = np.where(small(u_str), u_ten * 4 + 3, u_str)   # strata of one unit: pooled per tenant,
+    u_str = np.where(small(u_str), -1, u_str)                                       # then overall (as hr_ml.experiment.assign)
+    treat = _randomise(rng, uu, u_str, iv["share"])[ui]
+    complier = rng.random(len(act)) >= iv["noncompliance"]                   # latent type, drawn for both arms
+    spec = INTERVENTIONS[iv["kind"]]
+    x = np.asarray(X[spec["feature"]], float)
+    group = (x < 0.95) if spec["feature"] == "compa_ratio" else (x >= 1)
+    pot = np.where(group, np.array([spec["multiplier"][k] for k in BUCKETS])[b], 1.0)   # the multiplier if treated
+    S.iv_mult[act] = np.where(treat & complier, pot, 1.0)
+    S.ivd = dict(idx=act.copy(), risk=risk, b=b, bucket=bucket, unit=unit, stratum=u_str[ui], strat_tenant=iv["unit"] != "tenant",
+                 treat=treat, complier=complier, group=group, pot=pot, day=int(t) + 1,
+                 hv=np.full((len(act), iv["horizon_months"]), np.nan), ho=np.full((len(act), iv["horizon_months"]), np.nan))
+
+def _iv_track(S, m, act, h, ha):
+    "Record the untreated monthly hazards (voluntary; other exits) of the assigned staff over the horizon."
+    k = m - S.iv["m0"]
+    if not 0 <= k < S.iv["horizon_months"]: return
+    d = S.ivd
+    pos = np.searchsorted(act, d["idx"]); pos = np.minimum(pos, len(act) - 1)
+    here = act[pos] == d["idx"]                                               # still employed this month
+    hv = S.iv_h0[pos[here]]
+    d["hv"][here, k], d["ho"][here, k] = hv, ha[pos[here]] - h[pos[here]]
+
+def _ffill(a):
+    "Carry the last recorded month forward along rows (after an exit or past `end_date`)."
+    a = a.copy()
+    for k in range(1, a.shape[1]):
+        miss = np.isnan(a[:, k]); a[miss, k] = a[miss, k - 1]
+    return a
+
+def _iv_probs(hv, ho, mult):
+    "Exact probabilities of a resignation and of any exit within the horizon, with the voluntary hazard times `mult`."
+    v = hv * mult[:, None]
+    surv = np.cumprod(1 - v - ho, axis=1)
+    before = np.hstack([np.ones((len(v), 1)), surv[:, :-1]])
+    return (before * v).sum(1), 1 - surv[:, -1]
+
+def _iv_truth(S)->dict:
+    "Truth of the planted intervention: the spec and the exact effects on the horizon exit probability (ITT and compliers)."
+    iv, d = S.iv, S.ivd
+    spec = INTERVENTIONS[iv["kind"]]
+    hv, ho = _ffill(d["hv"]), _ffill(d["ho"])
+    one = np.ones(len(hv))
+    (v0, a0), (v1, a1) = _iv_probs(hv, ho, one), _iv_probs(hv, ho, d["pot"])
+    g_name = spec["group"]
+    groups = {"all": np.ones(len(hv), bool), **{k: d["bucket"] == k for k in BUCKETS},
+              g_name: d["group"], f"not_{g_name}": ~d["group"]}
+    r6 = lambda x: None if x is None else round(float(x), 6)
+    def block(p0, p1):
+        eff, c = p1 - p0, d["complier"]
+        mean = lambda w, v: r6(v[w].mean()) if w.any() else None
+        itt = {k: mean(w, c * eff) for k, w in groups.items()}
+        comp = {k: mean(w & c, eff) for k, w in groups.items()}
+        base = {k: mean(w, p0) for k, w in groups.items()}
+        shape = lambda e: dict(ate=e["all"], bucket={k: e[k] for k in BUCKETS}, driver_group={g_name: e[g_name], f"not_{g_name}": e[f"not_{g_name}"]})
+        return dict(itt=shape(itt), complier=shape(comp), control_risk=shape(base))
+    months = min(iv["horizon_months"], int(np.sum(~np.isnan(d["hv"]).all(0))))
+    n = lambda w: int(w.sum())
+    return {k: v for k, v in iv.items() if k not in ("m0", "seed")} | {
+        "assigned_on": str(np.datetime64(d["day"], "D")),
+        "n": dict(assigned=len(hv), treatment=n(d["treat"]), control=n(~d["treat"]), units=int(len(np.unique(d["unit"]))),
+                  compliers_treated=n(d["treat"] & d["complier"]), bucket={k: n(groups[k]) for k in BUCKETS},
+                  driver_group={g_name: n(d["group"]), f"not_{g_name}": n(~d["group"])}),
+        "buckets": {k: list(v) for k, v in BUCKETS.items()},
+        "bucket_of": "risk: the true 12-month resignation probability at assignment (the full planted monthly hazard at the start, "
+                     "latent effects included, drivers frozen, the season running on); low < 0.15 <= medium < 0.35 <= high",
+        "strata": ("tenant x bucket of the unit (a team's bucket: its members' mean risk)" if iv["unit"] != "tenant" else "bucket of the tenant's mean risk")
+                  + "; a stratum of a single unit is pooled (tenant|pooled, then pooled)",
+        "driver_group": dict(name=g_name, rule=spec["rule"] + " at the start"),
+        "multiplier": dict(spec["multiplier"], applies_to=f"treated compliers with {spec['rule']}, on the monthly resignation hazard from the start"),
+        "description": spec["description"],
+        "outcome": f"exit within {iv['horizon_months']} months of the start: 'voluntary' (resignation, the planted effect) and "
+                   "'any_exit' (every exit type); risk difference treated minus control, negative = fewer exits",
+        "ate": (vol := block(v0, v1))["itt"]["ate"],
+        "effects": {"voluntary": vol, "any_exit": block(a0, a1)},
+        "hazard_months_simulated": months,
+        "method": "exact per employee from the simulated monthly hazards of the assigned staff: P(resign within the horizon) = "
+                  "sum_k h_k * prod_{j<k}(1 - h_j - o_j) and P(any exit) = 1 - prod(1 - h - o), with h the untreated resignation "
+                  "hazard (times the multiplier for the treated version) and o the other exits; a month after an exit (or past "
+                  "end_date) repeats the last one. ITT: mean over all assigned (both arms) of complier x effect; complier: mean "
+                  "over compliers of the effect.",
+    }
+
+def _iv_table(S, emp:pl.DataFrame)->pl.DataFrame:
+    "The assignment table: one row per employee employed at the start (the columns `hr_ml.experiment.assign` writes; unit_id: the employee_id, tenant/manager for teams, the tenant_id)."
+    d, iv = S.ivd, S.iv
+    idx = pl.Series(d["idx"])
+    tid, eid = emp["tenant_id"].gather(idx), emp["employee_id"].gather(idx)
+    team = pl.select(u=pl.concat_str(tid, pl.lit("/"), emp["employee_id"].gather(pl.Series(d["unit"]))))["u"] if iv["unit"] == "team" else None
+    unit = {"employee": eid, "team": team, "tenant": tid}[iv["unit"]]
+    code = d["stratum"]
+    sb = pl.Series(np.array([*BUCKETS, "pooled"])[code % 4])
+    st = pl.select(s=pl.concat_str(tid, pl.lit("|"), sb))["s"] if d["strat_tenant"] else sb
+    st = pl.Series(np.where(code < 0, "pooled", st.to_numpy()))
+    return pl.DataFrame({"tenant_id": tid, "employee_id": eid, "unit_id": unit, "stratum": st,
+                         "arm": np.where(d["treat"], "treatment", "control"),
+                         "assigned_on": pl.Series([date.fromisoformat(iv["start"])] * len(idx), dtype=pl.Date),
+                         "risk": d["risk"], "bucket": d["bucket"], "complied": ~d["treat"] | d["complier"], "unit": iv["unit"]})
 
 # %% ../nbs/01_synth.ipynb #815d9fd7
 def write_synth(tables:dict,  # tables from `generate`
                 truth:dict,   # planted truth from `generate`
                 out_dir,      # folder to create; must not exist or be empty
                )->Path:
-    "Write `<table>.parquet` for each table and `truth.json` (sorted keys) into `out_dir`, atomically."
+    "Write `<table>.parquet` for each table and `truth.json` (sorted keys) into `out_dir`, atomically; an intervention's assignments go to `experiment/assignments.parquet`."
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HRDataError(f"synth: output folder {out} exists and is not empty; pick a new folder or remove it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for name, df in tables.items(): df.write_parquet(tmp / f"{name}.parquet", compression="zstd", statistics=True)
+        for name, df in tables.items():
+            f = tmp / (f"{name}.parquet" if name != "interventions" else "experiment/assignments.parquet")   # not an HRIS table
+            f.parent.mkdir(exist_ok=True)
+            df.write_parquet(f, compression="zstd", statistics=True)
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
         if out.exists(): out.rmdir()
         os.replace(tmp, out)

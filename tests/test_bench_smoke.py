@@ -17,6 +17,8 @@ EXPECTED = {
     "synth": ["seconds.total", "peak_rss_gb", "rows.employees"],
 }
 if (BENCH / "bench_pay_gap_coverage.py").exists(): EXPECTED["pay_gap_coverage"] = []
+if (BENCH / "experiment_checks.py").exists():
+    EXPECTED["experiment_checks"] = ["measured.itt_covers", "measured.power_promised", "measured.power_simulated", "measured.null_sub_tests"]
 
 
 def _get(d, path):

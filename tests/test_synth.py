@@ -134,3 +134,136 @@ def test_refuses_bad_sizes(tmp_path):
     with pytest.raises(HRDataError, match="at least 5 employees"): generate(20, 10)
     (tmp_path / "x").mkdir(); (tmp_path / "x" / "f").write_text("")
     with pytest.raises(HRDataError, match="not empty"): write_synth(*generate(100, 2), tmp_path / "x")
+
+# --- the planted intervention (issue 16) ---
+from hr_ml.synth import risk_bucket, BUCKETS, INTERVENTIONS
+from hr_ml.schema import HRDataError
+START = date(2024, 7, 1)
+IV_COLS = ["tenant_id", "employee_id", "unit_id", "stratum", "arm", "assigned_on", "risk", "bucket", "complied", "unit"]
+
+@pytest.fixture(scope="module")
+def pay_review(): return generate(3000, 8, seed=7, intervention=dict(start=START, kind="pay_review"))
+
+def test_intervention_none_is_byte_identical(tmp_path, small):
+    "intervention=None takes no new code path: the same files (tables and truth.json) as without the argument."
+    a = write_synth(*small, tmp_path / "a")
+    b = write_synth(*generate(3000, 8, seed=7, intervention=None), tmp_path / "b")
+    assert _digest(a) == _digest(b) and "intervention" not in small[1] and "interventions" not in small[0]
+
+def test_intervention_leaves_the_past_alone(small, pay_review):
+    "Everything dated before the start is as in the world without the intervention (the assignment has its own random stream)."
+    for t, c in [("compensation", "effective_date"), ("reviews", "review_date"), ("job_changes", "effective_date"),
+                 ("absences", "start_date"), ("employees", "termination_date")]:
+        assert small[0][t].filter(pl.col(c) < START).equals(pay_review[0][t].filter(pl.col(c) < START)), t
+    assert small[0]["employees"].drop("termination_date", "termination_type", "manager_id", "job_level", "department").equals(
+        pay_review[0]["employees"].drop("termination_date", "termination_type", "manager_id", "job_level", "department"))
+
+def test_intervention_assignment(pay_review):
+    tables, truth = pay_review
+    a = tables["interventions"]
+    assert a.columns == IV_COLS and a["assigned_on"].dtype == pl.Date and a["complied"].dtype == pl.Boolean
+    assert (a["assigned_on"] == START).all() and a.select(pl.col("employee_id").is_unique().all()).item()
+    staff = tables["employees"].filter((pl.col("hire_date") < START) & (pl.col("termination_date").is_null() | (pl.col("termination_date") >= START)))
+    assert sorted(staff["employee_id"]) == sorted(a["employee_id"])            # everybody employed the day before the start
+    assert (a["bucket"].to_numpy() == risk_bucket(a["risk"].to_numpy())).all() and set(a["bucket"]) == set(BUCKETS)
+    assert a.filter(pl.col("stratum").str.ends_with("pooled")).height < 10
+    assert a.filter(~pl.col("stratum").str.ends_with("pooled")).select((pl.col("stratum") == pl.concat_str("tenant_id", pl.lit("|"), "bucket")).all()).item()
+    assert (a["unit"] == "employee").all()
+    assert (a["unit_id"] == a["employee_id"]).all()
+    d = a.group_by("stratum").agg(t=(pl.col("arm") == "treatment").sum().cast(pl.Int64), n=pl.len().cast(pl.Int64))
+    assert ((2 * d["t"] - d["n"]).abs() <= 1).all()                              # balanced within tenant x bucket
+    assert a["complied"].all() and set(a["arm"]) == {"treatment", "control"}
+    n = truth["intervention"]["n"]
+    assert (n["assigned"], n["treatment"]) == (a.height, int((a["arm"] == "treatment").sum()))
+    again = generate(3000, 8, seed=7, intervention=dict(start=START, kind="pay_review"))[0]["interventions"]
+    assert again.equals(a)                                                       # reproducible
+    other = generate(3000, 8, seed=7, intervention=dict(start=START, kind="pay_review", seed_offset=1))[0]["interventions"]
+    assert other.drop("arm").equals(a.drop("arm")) and not other["arm"].equals(a["arm"])   # same people, another draw
+
+def test_intervention_truth_shapes(pay_review):
+    "Negative where planted, 0 for the low bucket and the fairly paid, strongest in the high bucket; exact, JSON-ready."
+    t = json.loads(json.dumps(pay_review[1]["intervention"]))
+    assert t["start"] == "2024-07-01" and t["kind"] == "pay_review" and t["horizon_months"] == 12 and t["hazard_months_simulated"] == 12
+    for o in ("voluntary", "any_exit"):
+        e = t["effects"][o]["itt"]
+        assert e["bucket"]["low"] == 0 and e["driver_group"]["not_underpaid"] == 0
+        assert e["bucket"]["high"] < e["bucket"]["medium"] < e["ate"] < 0 and e["driver_group"]["underpaid"] < e["ate"]
+        assert t["effects"][o]["complier"] == e                                  # full compliance
+    assert t["ate"] == t["effects"]["voluntary"]["itt"]["ate"]
+    cr = t["effects"]["voluntary"]["control_risk"]["bucket"]
+    assert cr["low"] < cr["medium"] < cr["high"]
+
+def test_intervention_effect_shows_in_the_tables():
+    "Realised differences in 12-month resignations between the arms match the planted ITT effects, up to sampling noise."
+    tables, truth = generate(9000, 50, seed=11, intervention=dict(start=START, kind="pay_review"))
+    ti = truth["intervention"]; e, nb = ti["effects"]["voluntary"]["itt"], ti["n"]["bucket"]
+    y = tables["interventions"].join(tables["employees"], on=["tenant_id", "employee_id"]).with_columns(
+        vol=(pl.col("termination_type") == "voluntary").fill_null(False) & (pl.col("termination_date") < date(2025, 7, 1)))
+    def diff(d):
+        (pc, nc), (pt, nt) = d.group_by("arm").agg(m=pl.col("vol").mean(), n=pl.len()).sort("arm").select("m", "n").rows()
+        return pt - pc, np.sqrt(pc * (1 - pc) / nc + pt * (1 - pt) / nt)
+    at_risk = (nb["medium"] * e["bucket"]["medium"] + nb["high"] * e["bucket"]["high"]) / (nb["medium"] + nb["high"])
+    for d, planted in [(y, e["ate"]), (y.filter(pl.col("bucket") == "low"), 0.0), (y.filter(pl.col("bucket") != "low"), at_risk)]:
+        got, se = diff(d)
+        assert abs(got - planted) < 3 * se, (got, planted, se)
+    got, se = diff(y.filter(pl.col("bucket") != "low"))
+    assert at_risk < -0.1 and got < -2 * se                                     # visible where planted
+
+def test_intervention_null_noncompliance_clusters():
+    _, t0 = generate(1500, 10, seed=3, intervention=dict(start=START, kind="null"))
+    for o in t0["intervention"]["effects"].values():
+        for k in ("itt", "complier"):
+            assert o[k]["ate"] == 0 and set(o[k]["bucket"].values()) == {0} and set(o[k]["driver_group"].values()) == {0}
+    tb, tt = generate(3000, 8, seed=7, intervention=dict(start=START, kind="stay_interview", unit="team", noncompliance=0.3))
+    a, v = tb["interventions"], tt["intervention"]["effects"]["voluntary"]
+    assert a.group_by("unit_id").agg(pl.col("arm").n_unique())["arm"].max() == 1              # whole teams
+    assert set(tt["intervention"]["n"]["driver_group"]) == {"manager_change", "not_manager_change"}
+    assert v["itt"]["driver_group"]["not_manager_change"] == 0 and v["complier"]["ate"] < v["itt"]["ate"] < 0
+    tr = a.filter(pl.col("arm") == "treatment")
+    assert 0.55 < tr["complied"].mean() < 0.85 and a.filter(pl.col("arm") == "control")["complied"].all()
+    tiny = generate(1200, 80, seed=3, intervention=dict(start=START))[0]["interventions"]     # small tenants: strata of one
+    n = tiny.group_by("stratum").len()
+    assert n.filter(pl.col("stratum").str.ends_with("|pooled")).height > 0 and n.filter(pl.col("stratum") != "pooled")["len"].min() >= 2
+    te = generate(1500, 10, seed=3, intervention=dict(start=START, unit="tenant"))[0]["interventions"]
+    assert (te["unit_id"] == te["tenant_id"]).all() and set(te["stratum"]) <= {*BUCKETS, "pooled"}
+    assert a.select((pl.col("unit_id").str.split("/").list.first() == pl.col("tenant_id")).all()).item()   # tenant/manager
+    assert te.group_by("tenant_id").agg(pl.col("arm").n_unique())["arm"].max() == 1
+
+@pytest.mark.parametrize("iv,msg", [(dict(start=date(2026, 3, 1)), "after end_date"), (dict(start=date(2019, 1, 1)), "not after the first"),
+                                    (dict(start=START, kind="bonus"), "kind='bonus'"), (dict(start=START, unit="dept"), "unit='dept'"),
+                                    (dict(start=START, share=0), "share=0"), (dict(start=START, noncompliance=1), "noncompliance=1"),
+                                    (dict(start="soon"), "start='soon'"), (dict(start=START, arms=3), "'arms' unknown")])
+def test_intervention_bad_inputs(iv, msg):
+    with pytest.raises(HRDataError, match=msg) as e: generate(300, 5, seed=1, intervention=iv)
+    assert "\n" not in str(e.value)
+
+def test_intervention_written_beside_the_hris(tmp_path, pay_review):
+    from hr_ml.io import read_hris
+    out = write_synth(*pay_review, tmp_path / "w")
+    assert sorted(read_hris(out)) == sorted(TABLES)                             # the folder is still an HRIS export
+    assert pl.read_parquet(out / "experiment" / "assignments.parquet").equals(pay_review[0]["interventions"])
+    assert json.loads((out / "truth.json").read_text())["intervention"]["ate"] == pay_review[1]["intervention"]["ate"]
+
+@pytest.mark.parametrize("unit", ["employee", "team", "tenant"])
+def test_intervention_table_is_an_assignment_file(unit):
+    "The synthetic world's assignments have the columns, types, units and strata that hr_ml.experiment.assign writes."
+    from hr_ml.experiment import assign
+    a = generate(2000, 10, seed=1, intervention=dict(start=START, unit=unit))[0]["interventions"]
+    f = a.select("tenant_id", "employee_id", "risk", team_id=pl.col("unit_id").str.split("/").list.last())
+    b = assign(f, unit=unit, seed=0, assigned_on=START).sort("tenant_id", "employee_id")
+    assert a.schema == b.schema
+    for c in ("unit_id", "stratum", "bucket", "assigned_on", "unit"): assert a[c].equals(b[c]), c
+
+def test_cli_synth_with_an_intervention(tmp_path):
+    "`hr-ml synth --intervention KIND` writes the assignments beside the HRIS and the planted effect into truth.json; a bad kind is one line."
+    import subprocess, sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "hr_ml.cli", "synth", "--employees", "600", "--tenants", "4", "--no-progress", *a],
+                                    capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = run("--intervention", "stay_interview", "--unit", "team", "--noncompliance", "0.2", "--out", "w")
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = pl.read_parquet(tmp_path / "w" / "experiment" / "assignments.parquet")
+    t = json.loads((tmp_path / "w" / "truth.json").read_text())["intervention"]
+    assert t["kind"] == "stay_interview" and t["unit"] == "team" and t["start"] == "2024-07-01" and (a["unit"] == "team").all()
+    assert "planted stay_interview" in r.stdout and a.height == t["n"]["assigned"]
+    bad = run("--intervention", "bonus", "--out", "b")
+    assert bad.returncode == 2 and "kind='bonus'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
