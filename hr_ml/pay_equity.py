@@ -99,6 +99,7 @@ def pay_table(tables:dict,                 # canonical tables: employees and com
               categories=CATEGORIES,       # employee columns that define a category of workers
               tenant:str|None=None,        # report one tenant (employer); None: all rows as one employer
               rates:dict|None=None,        # currency -> factor to the reporting currency (needed for a mix)
+              check_range:bool=True,       # refuse an as_of after the data's last date (off for one tenant of a platform, whose data may end earlier)
              )->pl.DataFrame:
     "One row per employee employed at `as_of`: gender, category, objective factors and hourly basic, variable and total pay."
     emp, comp = tables.get("employees"), tables.get("compensation")
@@ -117,7 +118,7 @@ def pay_table(tables:dict,                 # canonical tables: employees and com
         if emp.height == 0: raise HRDataError(f"employees.tenant_id: no tenant '{tenant}'; pick one of the tenant ids.", column="tenant_id")
     last = max(d for d in [emp["hire_date"].max(), emp["termination_date"].max(), comp["effective_date"].max()] if d is not None)
     as_of = _as_date(as_of) or last
-    if as_of > last or as_of < emp["hire_date"].min():
+    if (check_range and as_of > last) or as_of < emp["hire_date"].min():
         raise HRDataError(f"as_of {as_of} lies outside the data ({emp['hire_date'].min()} to {last}); pick a date in between.")
     staff = emp.filter((pl.col("hire_date") <= as_of) & (pl.col("termination_date").is_null() | (pl.col("termination_date") > as_of)))
     jc = tables.get("job_changes")
