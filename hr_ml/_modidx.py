@@ -129,6 +129,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'hr_ml.cli._gates_cell': ('cli.html#_gates_cell', 'hr_ml/cli.py'),
                            'hr_ml.cli._gates_lines': ('cli.html#_gates_lines', 'hr_ml/cli.py'),
                            'hr_ml.cli._model_cuts': ('cli.html#_model_cuts', 'hr_ml/cli.py'),
+                           'hr_ml.cli._pay_equity_tenants': ('cli.html#_pay_equity_tenants', 'hr_ml/cli.py'),
                            'hr_ml.cli._promotable': ('cli.html#_promotable', 'hr_ml/cli.py'),
                            'hr_ml.cli._refused': ('cli.html#_refused', 'hr_ml/cli.py'),
                            'hr_ml.cli._store_for': ('cli.html#_store_for', 'hr_ml/cli.py'),
