@@ -456,3 +456,21 @@ def test_obligations_by_size_and_config(tmp_path):
     assert PP.obligation(60, "2027-01-01", PP.load_obligations(y))["must_report"]
     y.write_text("bands: 3\n")
     with pytest.raises(HRDataError): PP.load_obligations(y)
+
+
+def test_cli_per_tenant_run_and_resume(tmp_path):
+    "hr-ml report pay-equity --per-tenant writes a run folder per tenant and tenants.parquet; --resume RUN redoes nothing."
+    cmd = [sys.executable, "-m", "hr_ml.cli", "report", "pay-equity", "-p", "employees=1500", "-p", "tenants=10", "-p", "workers=1",
+           "--out", str(tmp_path)]
+    r = subprocess.run([*cmd, "--per-tenant"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (run,) = (tmp_path / "pay_equity_tenants").iterdir()
+    s = pl.read_parquet(run / "tenants.parquet")
+    assert s.height == 10 and set(s["status"]) <= {"ok", "flagged", "fully suppressed", "error"} and "10 tenants" in r.stdout
+    assert all((run / "tenants" / t / "report.html").exists() for t in s.filter(pl.col("status") != "error")["tenant_id"])
+    stamp = {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()}
+    r2 = subprocess.run([*cmd, "--resume", run.name], capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    assert {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()} == stamp
+    r3 = subprocess.run([*cmd, "--resume", "nope"], capture_output=True, text=True, timeout=300)
+    assert r3.returncode != 0 and "no per-tenant run" in (r3.stdout + r3.stderr) and "Traceback" not in r3.stderr
