@@ -474,3 +474,13 @@ def test_cli_per_tenant_run_and_resume(tmp_path):
     assert {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()} == stamp
     r3 = subprocess.run([*cmd, "--resume", "nope"], capture_output=True, text=True, timeout=300)
     assert r3.returncode != 0 and "no per-tenant run" in (r3.stdout + r3.stderr) and "Traceback" not in r3.stderr
+
+
+def test_adjusted_gap_stable_with_a_singleton_level():
+    "A location held by one person (leverage 1, HC3's 0/0) no longer makes the CI depend on rounding: the row is dropped, the gap kept."
+    rng = np.random.default_rng(4)
+    d = _planted(rng, 40, 6.0).with_columns(location=pl.Series(["Porto"] + ["Lisbon"] * 39))
+    a = PE._ols_gap(d, PE.FACTORS)
+    b = PE._ols_gap(d.reverse(), PE.FACTORS)                              # same people, other order: same figures
+    assert a["factors_used"] == list(PE.FACTORS) and a["n_leverage_one"] >= 1
+    assert abs(a["adjusted_gap_pct"] - b["adjusted_gap_pct"]) < 1e-9 and max(abs(x - y) for x, y in zip(a["ci95"], b["ci95"])) < 1e-9
