@@ -472,6 +472,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'hr_ml.pay_platform._nobody': ('pay_platform.html#_nobody', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._one': ('pay_platform.html#_one', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._prev_category': ('pay_platform.html#_prev_category', 'hr_ml/pay_platform.py'),
+                                    'hr_ml.pay_platform._tested': ('pay_platform.html#_tested', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._write_atomic': ('pay_platform.html#_write_atomic', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform.fast_gap': ('pay_platform.html#fast_gap', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform.independent_columns': ( 'pay_platform.html#independent_columns',
