@@ -465,6 +465,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'hr_ml.pay_equity.unexplained_gap': ('pay_equity.html#unexplained_gap', 'hr_ml/pay_equity.py')},
             'hr_ml.pay_platform': { 'hr_ml.pay_platform._bar': ('pay_platform.html#_bar', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._chunk': ('pay_platform.html#_chunk', 'hr_ml/pay_platform.py'),
+                                    'hr_ml.pay_platform._cycle': ('pay_platform.html#_cycle', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._done': ('pay_platform.html#_done', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._e': ('pay_platform.html#_e', 'hr_ml/pay_platform.py'),
                                     'hr_ml.pay_platform._error_row': ('pay_platform.html#_error_row', 'hr_ml/pay_platform.py'),
