@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['err_console', 'out_console', 'app', 'train_app', 'report_app', 'keys_app', 'eval_app', 'experiment_app', 'fail',
            'friendly', 'validate', 'synth', 'job_inputs', 'train_attrition', 'promote', 'models', 'report_pay_equity',
-           'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
+           'pay_info_cmd', 'score', 'serve', 'keys_create', 'keys_list', 'keys_revoke', 'erase', 'monitor', 'narrate',
            'eval_narratives', 'experiment_design', 'mcp_server', 'eval_assistant', 'eval_genai']
 
 # %% ../nbs/40_cli.ipynb #11504840
@@ -315,6 +315,28 @@ def _pay_equity_tenants(p, data, mapping, out, tenants, resume, progress):
     out_console.print(f"{s.height:,} tenants in {time.time() - t0:.0f}s: " + ", ".join(f"{v:,} {k}" for k, v in st.items())
                       + f"; {int(s['must_report'].fill_null(False).sum()):,} must report; summary {run / 'tenants.parquet'}", markup=False)
 
+# %% ../nbs/40_cli.ipynb #06750994
+@app.command("pay-info")
+@friendly
+def pay_info_cmd(tenant:str=typer.Option(..., "--tenant", help="the worker's employer (tenant id)"),
+                 employee:str=typer.Option(..., "--employee", help="the worker asking (employee id)"),
+                 data:Optional[Path]=typer.Option(None, "--data", help="HRIS folder, or a one-row-per-employee export with its mapping; default: synthetic HRIS (as hr-ml report pay-equity)"),
+                 mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping"),
+                 as_of:Optional[str]=typer.Option(None, "--as-of", help="reference date YYYY-MM-DD; default: the data's last date"),
+                 k_anon:int=typer.Option(5, "--k-anon", help="averages need at least this many women and men in the category"),
+                 as_json:bool=typer.Option(False, "--json", help="print the answer as JSON"),
+                ):
+    "A worker's right to information (EU Pay Transparency Directive, Art. 7): own pay and women's and men's average pay in her category."
+    import json
+    from hr_ml.pay_equity import load_pay
+    from hr_ml.pay_info import pay_info, pay_info_text
+    from hr_ml.suppression import check_k
+    check_k(k_anon, "--k-anon")
+    if data is not None and not data.exists(): fail(f"{data}: data not found. Check --data.")
+    if mapping is not None and not mapping.exists(): fail(f"{mapping}: mapping file not found. Check --mapping.")
+    a = pay_info(load_pay(data, mapping, as_of), tenant, employee, k=k_anon)
+    out_console.print(json.dumps(a, indent=1) if as_json else pay_info_text(a), markup=False)
+
 # %% ../nbs/40_cli.ipynb #2314782d
 def _model_cuts(ref:str)->tuple:
     "The risk-bucket boundaries a run folder's training used (metrics.json), else the defaults."
@@ -388,7 +410,9 @@ def serve(model:str=typer.Option("champion", "--model", help="registry alias (ch
           llm_model:Optional[str]=typer.Option(None, "--llm-model", help="model name at --llm-url"),
           llm_key_env:str=typer.Option("OPENAI_API_KEY", "--llm-key-env", help="environment variable holding the endpoint's API key (read at start)"),
           llm_timeout:float=typer.Option(30.0, "--llm-timeout", help="seconds per LLM request; on a timeout or any failure the template answers"),
-          k_anon:int=typer.Option(5, "--k-anon", help="a team narrative over fewer people is suppressed"),
+          k_anon:int=typer.Option(5, "--k-anon", help="a team narrative over fewer people is suppressed; pay-info averages need this many women and men"),
+          pay_data:Optional[Path]=typer.Option(None, "--pay-data", help="HRIS folder or one-row export with pay, for the pay-info route (Art. 7); without it that route answers 404"),
+          pay_mapping:Optional[Path]=typer.Option(None, "--pay-mapping", help="YAML column mapping of --pay-data"),
          ):
     "Serve risk scores, drivers, what-ifs and narratives over HTTP, per tenant, with API keys and an audit log."
     from hr_ml.serve import serve as _serve
@@ -402,8 +426,15 @@ def serve(model:str=typer.Option("champion", "--model", help="registry alias (ch
     if llm_url is not None:
         from hr_ml.narrate import LLMConfig
         llm = LLMConfig(llm_url, llm_model, llm_key_env, timeout=llm_timeout)
+    pay = None
+    if pay_data is not None:
+        from hr_ml.pay_equity import load_pay
+        if not pay_data.exists(): fail(f"{pay_data}: pay data not found. Check --pay-data.")
+        if pay_mapping is not None and not pay_mapping.exists(): fail(f"{pay_mapping}: mapping file not found. Check --pay-mapping.")
+        pay = load_pay(pay_data, pay_mapping)
+    elif pay_mapping is not None: fail("--pay-mapping needs --pay-data")
     _serve(model, host=host, port=port, state=state, tracking_uri=tracking_uri, retention_days=retention_days,
-           max_batch=max_batch, max_body_bytes=int(max_body_mb * 2**20), cuts=_model_cuts(model), llm=llm, k_anon=k_anon)
+           max_batch=max_batch, max_body_bytes=int(max_body_mb * 2**20), cuts=_model_cuts(model), llm=llm, k_anon=k_anon, pay=pay)
 
 keys_app = typer.Typer(help="API keys of the scoring service (one tenant per key).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

@@ -6,7 +6,8 @@
 __all__ = ['FEATURE_DTYPES', 'NULLABLE', 'load_served_model', 'create_key', 'list_keys', 'revoke_key', 'KeyStore', 'pseudonym',
            'purge_audit', 'AuditLog', 'erase', 'ModelInfo', 'Driver', 'EmployeeScore', 'ScoreResponse', 'Changed',
            'FactOut', 'WhatIfResponse', 'Ready', 'ErrorMessage', 'ErrorItem', 'Conflict', 'Claim', 'NarrativeResponse',
-           'request_models', 'narrative_request_model', 'score_rows', 'create_app', 'serve']
+           'request_models', 'narrative_request_model', 'score_rows', 'PayGroup', 'PayInfoResponse', 'create_app',
+           'serve']
 
 # %% ../nbs/31_serve.ipynb #44228a7e
 import os, re, sys, json, typing, hmac, time, uuid, fcntl, hashlib, secrets, weakref, threading, contextlib, datetime as dt
@@ -679,6 +680,30 @@ def _numba_serialised()->bool:
     try: return numba.threading_layer() == "workqueue"
     except ValueError: return False  # not initialised after the warm-up: this model's scoring runs no parallel numba code (logistic)
 
+class PayGroup(BaseModel):
+    "Women's or men's figures in the worker's category (all None when suppressed)."
+    n: Optional[int]
+    mean_hourly_pay: Optional[float]
+    median_hourly_pay: Optional[float]
+    mean_hourly_basic: Optional[float]
+    median_hourly_basic: Optional[float]
+
+class PayInfoResponse(BaseModel):
+    "A worker's Art. 7 answer (`hr_ml.pay_info.pay_info`)."
+    tenant_id: str
+    employee_id: str
+    as_of: Optional[str]
+    category: str
+    criteria: dict[str, Union[str, int, float, None]]
+    own: dict[str, Union[str, int, float, None]]
+    women: PayGroup
+    men: PayGroup
+    suppressed: bool
+    reason: Optional[str]
+    k: int
+    pay_elements: str
+    share_note: str
+
 def create_app(model:AttritionModel,          # the model to serve (load_served_model); its registry_ names it in answers
                state:Path,                    # state folder: keys.json, audit_salt, audit/
                max_batch:int=10_000,          # most employees per scoring request
@@ -688,7 +713,8 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
                cuts=(0.15, 0.35),             # Low/Medium and Medium/High boundaries
                small_batch:int=64,            # batches up to this size take the direct one-thread path
                llm:LLMConfig|None=None,       # the narrative route's LLM back-end (None: the template)
-               k_anon:int=5,                  # a team narrative over fewer people is suppressed
+               k_anon:int=5,                  # a team narrative over fewer people is suppressed; pay-info averages need k women and k men
+               pay=None,                      # pay data for the pay-info route: a pay table or `PayData` (load_pay); None: that route answers 404
               ):
     "The FastAPI scoring app: tenant routes with API keys, health, readiness, metrics; audit log in `state`."
     from fastapi import FastAPI, Depends, HTTPException, Request, Security
@@ -702,6 +728,8 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
     k_anon = check_k(k_anon, "k_anon")
     if llm is not None and not isinstance(llm, LLMConfig): raise HRDataError(f"llm={llm!r}: pass an hr_ml.narrate.LLMConfig, or None for the template")
     state = _state_dir(state)
+    from hr_ml.pay_equity import PayData
+    if pay is not None and not isinstance(pay, (PayData, pl.DataFrame)): raise HRDataError(f"pay={type(pay).__name__}: pass a pay table or the PayData of hr_ml.pay_equity.load_pay, or None")
     info = dict(getattr(model, "registry_", None) or {"name": "attrition", "version": None, "alias": None, "run": None, "sha256": None})
     info = {k_: info.get(k_) for k_ in ("name", "version", "alias", "run", "sha256")}
     keys, audit, metrics = KeyStore(state), AuditLog(state, retention_days), _Metrics(info)
@@ -901,6 +929,23 @@ def create_app(model:AttritionModel,          # the model to serve (load_served_
         res = await run_in_threadpool(work)  # an LLM call may take seconds: never in the event loop
         metrics.scored.labels("narrative").inc(res["n"] or 0)
         return _json(res)
+
+    @app.get("/v1/tenants/{tenant_id}/employees/{employee_id}/pay-info", tags=["pay transparency"], response_model=PayInfoResponse,
+             responses={k_: v for k_, v in _ERR.items() if k_ in (401, 403, 503)} | {404: {"model": ErrorMessage, "description":
+                        "no such employee in this tenant at the reference date, or the service has no pay data"}},
+             summary="A worker's right to information (EU Pay Transparency Directive, Art. 7)",
+             description="The worker's category and its criteria, her own hourly and annual pay, and the mean and median hourly pay of "
+                         "women and of men in her category; suppressed, with the reason, where the pay-equity report suppresses the "
+                         "category (fewer than k women or men, or its complement). Never another employee's pay.")
+    def pay_info_route(tenant_id:str, employee_id:str, key_id:str=Depends(tenant_key)):
+        from hr_ml.pay_info import pay_info
+        if pay is None: raise HTTPException(404, "this service has no pay data; start it with hr-ml serve --pay-data PATH")
+        try: a = pay_info(pay, tenant_id, employee_id, k=k_anon)
+        except HRDataError: raise HTTPException(404, "no such employee in this tenant at the reference date") from None  # the same for any tenant
+        _audit([{"tenant": tenant_id, "employee": audit.pseudonym(tenant_id, employee_id), "route": "pay-info", "request_id": uuid.uuid4().hex,
+                 "key_id": key_id, "suppressed": a["suppressed"]}])     # no pay figure, no category
+        metrics.scored.labels("pay-info").inc()
+        return _json(a)
 
     def openapi():
         "FastAPI's spec plus the schema of the scoring request, which that route validates itself."

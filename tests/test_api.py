@@ -20,6 +20,7 @@ from hr_ml.schema import HRDataError
 from hr_ml.serve import (create_app, create_key, erase, list_keys, load_served_model, pseudonym, purge_audit,
                          revoke_key, _salt)
 from hr_ml.synth import generate
+from hr_ml.pay_equity import pay_table
 
 SCORES, WHATIF = "/v1/tenants/{}/attrition/scores", "/v1/tenants/{}/attrition/what-if"
 NARRATIVE = "/v1/tenants/{}/attrition/narrative"
@@ -42,14 +43,16 @@ def base(tmp_path_factory):
     srv_state = tmp / "srv_state"
     srv_keys = {t: create_key(t, srv_state)[1] for t in (A, B)}
     proc = subprocess.Popen([sys.executable, "-c",
-                             f"from hr_ml.serve import serve; serve({str(run)!r}, port=0, state={str(srv_state)!r}, max_batch=50, max_body_bytes=200_000)"],
+                             f"from hr_ml.serve import serve; from hr_ml.pay_equity import load_pay; serve({str(run)!r}, port=0, state={str(srv_state)!r}, max_batch=50, max_body_bytes=200_000, pay=load_pay(employees=1500, tenants=6, seed=11))"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
     try:
         model = load_served_model(run)
         state = tmp / "state"
         keys = {t: create_key(t, state, label=f"backend {t}") for t in (A, B)}
-        app = create_app(model, state)
-        yield dict(tmp=tmp, snap=snap, run=run, model=model, A=A, B=B, state=state, keys=keys, app=app,
+        pay = pay_table(tables)   # the pay-info route's data (the same HRIS)
+        pay_emp = dict(pay.group_by("tenant_id", maintain_order=True).agg(pl.col("employee_id").first()).iter_rows())
+        app = create_app(model, state, pay=pay)
+        yield dict(tmp=tmp, snap=snap, run=run, model=model, A=A, B=B, state=state, keys=keys, app=app, pay_emp=pay_emp,
                    client=TestClient(app), proc=proc, srv_state=srv_state, srv_keys=srv_keys)
     finally:
         if proc.poll() is None:
@@ -78,12 +81,17 @@ def tenant_routes(app):
     return sorted((m, r.path) for r in app.routes if "{tenant_id}" in getattr(r, "path", "") for m in r.methods)
 
 
+def route_url(base, path, tenant):
+    "A tenant route's URL for `tenant` (the employee of the pay-info route: one of that tenant's workers, else of tenant A)."
+    return path.replace("{employee_id}", base["pay_emp"].get(tenant, base["pay_emp"][base["A"]])).replace("{tenant_id}", tenant)
+
+
 def valid_body(base, path):
     "A valid request body for each tenant route (a new tenant route must be added here, or the isolation tests fail)."
     bodies = {SCORES.format("{tenant_id}"): {"employees": [emp(base, 0), emp(base, 1)]},
               WHATIF.format("{tenant_id}"): {**emp(base, 0), "change": {"feature": "compa_ratio", "value": 1.0}},
               NARRATIVE.format("{tenant_id}"): {"employee": emp(base, 0)}}
-    return bodies[path]
+    return bodies.get(path)   # GET pay-info: no body
 
 
 # ---------------------------------------------------------------- scoring and what-if
@@ -187,7 +195,7 @@ def test_what_if_fact_equals_explain(base):
 def test_every_tenant_route_requires_a_key(base):
     c, A = base["client"], base["A"]
     routes = tenant_routes(base["app"])
-    assert len(routes) == 3, routes
+    assert len(routes) == 4, routes
     revoked_id, revoked = create_key(A, base["state"], label="to revoke")
     revoke_key(revoked_id, base["state"])
     bad_headers = [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}, {"Authorization": "Bearer nonsense"},
@@ -197,11 +205,11 @@ def test_every_tenant_route_requires_a_key(base):
     for method, path in routes:
         body = valid_body(base, path)
         for h in bad_headers:
-            r = c.request(method, path.format(tenant_id=A), json=body, headers=h)
+            r = c.request(method, route_url(base, path, A), json=body, headers=h)
             assert r.status_code == 401, (path, h, r.status_code, r.text)
             assert r.headers.get("www-authenticate") == "Bearer" and "detail" in r.json()
-        assert c.request(method, path.format(tenant_id=A), json=body, headers=hdr(base)).status_code == 200
-    assert len(audit_lines(base["state"])) == n0 + 4  # only the authorised requests were scored
+        assert c.request(method, route_url(base, path, A), json=body, headers=hdr(base)).status_code == 200
+    assert len(audit_lines(base["state"])) == n0 + 5  # only the authorised requests were scored (2 + 1 + 1, and 1 pay-info)
 
 
 def test_cross_tenant_access_is_refused_on_every_tenant_route(base):
@@ -211,11 +219,11 @@ def test_cross_tenant_access_is_refused_on_every_tenant_route(base):
     for method, path in tenant_routes(base["app"]):
         body = valid_body(base, path)
         for key_tenant, path_tenant in ((A, B), (B, A), (A, "T99999"), (A, A.lower()), (A, A + " "), (A, "")):
-            url = path.format(tenant_id=path_tenant) if path_tenant else path.replace("{tenant_id}", "%20")
-            r = c.request(method, url, json=body, headers=hdr(base, key_tenant))
+            url_ = route_url(base, path, path_tenant if path_tenant else "%20")
+            r = c.request(method, url_, json=body, headers=hdr(base, key_tenant))
             assert r.status_code == 403, (path, key_tenant, path_tenant, r.status_code, r.text)
             assert B not in r.text or path_tenant == B
-        assert c.request(method, path.format(tenant_id=B), json=body, headers=hdr(base, B)).status_code == 200
+        assert c.request(method, route_url(base, path, B), json=body, headers=hdr(base, B)).status_code == 200
     lines = audit_lines(base["state"])[n0:]
     assert {l["tenant"] for l in lines} == {B} and {l["key_id"] for l in lines} == {base["keys"][B][0]}
 
@@ -469,7 +477,7 @@ def test_schemathesis_no_5xx_and_schema_conformance(base):
     schema.config.generation.update(deterministic=True)
     headers, seen = {"Authorization": f"Bearer {secret}"}, []
     ops = [r.ok() for r in schema.get_all_operations()]
-    assert len(ops) == 6
+    assert len(ops) == 7
     for op in ops:
         tenant = {"tenant_id": base["A"]} if "{tenant_id}" in op.path else None
         post = op.method.upper() == "POST"
@@ -522,9 +530,9 @@ def test_real_server_scores_and_isolates_tenants(base, server):
         assert c.post(WHATIF.format(A), json={**items[0], "change": {"feature": "compa_ratio", "value": 1.0}}, headers=h).status_code == 200
         for method, path in tenant_routes(base["app"]):
             body = valid_body(base, path)
-            assert c.request(method, path.format(tenant_id=A), json=body).status_code == 401
-            assert c.request(method, path.format(tenant_id=B), json=body, headers=h).status_code == 403
-            assert c.request(method, path.format(tenant_id=B), json=body, headers={"Authorization": f"Bearer {keys[B]}"}).status_code == 200
+            assert c.request(method, route_url(base, path, A), json=body).status_code == 401
+            assert c.request(method, route_url(base, path, B), json=body, headers=h).status_code == 403
+            assert c.request(method, route_url(base, path, B), json=body, headers={"Authorization": f"Bearer {keys[B]}"}).status_code == 200
         r = c.post(SCORES.format(A), json={"employees": [emp(base, 0, compa_ratio=True)]}, headers=h)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "employees", 0, "features", "compa_ratio"]
         assert c.post(SCORES.format(A), json={"employees": [emp(base, i) for i in range(51)]}, headers=h).status_code in (413, 422)
@@ -536,6 +544,8 @@ def test_real_server_scores_and_isolates_tenants(base, server):
         assert c.get("/health").json() == {"status": "ok"}
         assert "hr_ml_http_requests_total" in c.get("/metrics").text
     lines = audit_lines(base["srv_state"])
+    assert [("model_sha256" in l) for l in lines if l["route"] == "pay-info"] == [False]   # one pay-info line; no model involved
+    lines = [l for l in lines if l["route"] != "pay-info"]
     assert len(lines) == 3 + 1 + (2 + 1 + 1) and all(l["model_sha256"] == base["model"].registry_["sha256"] for l in lines)
     text = "".join(f.read_text() for f in (base["srv_state"] / "audit").glob("*.jsonl"))
     assert not any(it["employee_id"] in text for it in items)
