@@ -268,11 +268,15 @@ def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRI
                       param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable)"),
                       out:Path=typer.Option(Path("runs"), help="runs folder; the run lands in OUT/pay_equity/RUN_ID"),
                       progress:bool=typer.Option(True, help="show progress"),
+                      per_tenant:bool=typer.Option(False, "--per-tenant", help="one report per employer (tenant) in one run folder, with a platform summary tenants.parquet"),
+                      tenants:Optional[str]=typer.Option(None, "--tenants", help="with --per-tenant: only these tenant ids, comma-separated"),
+                      resume:Optional[str]=typer.Option(None, "--resume", help="with --per-tenant: continue run RUN (an id under OUT/pay_equity_tenants, or its folder), skipping tenants done"),
                      ):
     "Pay-equity report to the EU Pay Transparency Directive (2023/970): Art. 9 indicators, unexplained gap, Art. 10 flags."
     import json
     from hr_ml.runs import run_job
     p = job_inputs("pay_equity_report", param, data, mapping)
+    if per_tenant or resume or tenants: return _pay_equity_tenants(p, data, mapping, out, tenants, resume, progress)
     out_console.print(f"pay-equity report on {data or 'the synthetic HRIS'} ...", markup=False)
     run = run_job("pay_equity_report", p, out, kind="pay_equity", data=data, progress=progress)
     out_console.print(f"run folder: {run}", markup=False)
@@ -285,6 +289,39 @@ def report_pay_equity(data:Optional[Path]=typer.Option(None, "--data", help="HRI
         out_console.print(f"mean gap {fmt(m.get('mean_gap_pct'))}, median gap {fmt(m.get('median_gap_pct'))}, "
                           f"unexplained gap {fmt(m.get('unexplained_gap_pct'))} (95% CI {fmt(ci[0])} to {fmt(ci[1])}); "
                           f"{len(flags)} categories flagged under Art. 10", markup=False)
+
+
+def _pay_equity_tenants(p, data, mapping, out, tenants, resume, progress):
+    "`report pay-equity --per-tenant`: one report folder per tenant and tenants.parquet, resumable."
+    import time
+    from hr_ml.runs import new_run_id
+    from hr_ml.pay_platform import report_tenants
+    from hr_ml.pay_equity import FACTORS as PE_FACTORS
+    from hr_ml.runs import job_params
+    p = {**job_params("pay_equity_report"), **p}
+    if data is None:
+        from hr_ml.synth import generate
+        tables, _ = generate(n_employees=p["employees"], n_tenants=p["tenants"], seed=p["seed"])
+    else:
+        from hr_ml.io import read_hris
+        if data.is_file(): fail(f"{data}: --per-tenant needs an HRIS folder with tenant_id (a one-row export is one employer).")
+        tables = read_hris(data, p.get("mapping"))
+    if resume:
+        run = Path(resume) if Path(resume).is_dir() else out / "pay_equity_tenants" / resume
+        if not (run / "tenants").is_dir(): fail(f"{resume}: no per-tenant run there; give a run id under {out}/pay_equity_tenants or its folder.")
+    else: run = out / "pay_equity_tenants" / new_run_id("pay_equity_tenants")
+    t0, last = time.time(), [0.0]
+    def prog(d, n):
+        if progress and (time.time() - last[0] > 5 or d == n): last[0] = time.time(); out_console.print(f"  {d:,}/{n:,} tenants", markup=False)
+    cats = p["categories"]
+    s = report_tenants(tables, run, as_of=p["as_of"], categories=[cats] if isinstance(cats, str) else cats, tenants=tenants, k=p["k"],
+                       factors=p["factors"] or PE_FACTORS,
+                       threshold=p["threshold"], obligations=p.get("obligations"), previous_run=p.get("previous_run"),
+                       workers=p.get("workers", 2), chunk_size=p.get("chunk_size", 200), rates=p["rates"], progress=prog)
+    st = dict(s["status"].value_counts().sort("status").iter_rows())
+    out_console.print(f"run folder: {run}", markup=False)
+    out_console.print(f"{s.height:,} tenants in {time.time() - t0:.0f}s: " + ", ".join(f"{v:,} {k}" for k, v in st.items())
+                      + f"; {int(s['must_report'].fill_null(False).sum()):,} must report; summary {run / 'tenants.parquet'}", markup=False)
 
 # %% ../nbs/40_cli.ipynb #06750994
 @app.command("pay-info")

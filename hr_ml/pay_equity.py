@@ -99,6 +99,7 @@ def pay_table(tables:dict,                 # canonical tables: employees and com
               categories=CATEGORIES,       # employee columns that define a category of workers
               tenant:str|None=None,        # report one tenant (employer); None: all rows as one employer
               rates:dict|None=None,        # currency -> factor to the reporting currency (needed for a mix)
+              check_range:bool=True,       # refuse an as_of after the data's last date (off for one tenant of a platform, whose data may end earlier)
              )->pl.DataFrame:
     "One row per employee employed at `as_of`: gender, category, objective factors and hourly basic, variable and total pay."
     emp, comp = tables.get("employees"), tables.get("compensation")
@@ -117,7 +118,7 @@ def pay_table(tables:dict,                 # canonical tables: employees and com
         if emp.height == 0: raise HRDataError(f"employees.tenant_id: no tenant '{tenant}'; pick one of the tenant ids.", column="tenant_id")
     last = max(d for d in [emp["hire_date"].max(), emp["termination_date"].max(), comp["effective_date"].max()] if d is not None)
     as_of = _as_date(as_of) or last
-    if as_of > last or as_of < emp["hire_date"].min():
+    if (check_range and as_of > last) or as_of < emp["hire_date"].min():
         raise HRDataError(f"as_of {as_of} lies outside the data ({emp['hire_date'].min()} to {last}); pick a date in between.")
     staff = emp.filter((pl.col("hire_date") <= as_of) & (pl.col("termination_date").is_null() | (pl.col("termination_date") > as_of)))
     jc = tables.get("job_changes")
@@ -388,24 +389,23 @@ def _design(df:pl.DataFrame, factors)->tuple[np.ndarray, list[str]]:
     return np.column_stack(cols), names
 
 def _ols_gap(df:pl.DataFrame, factors, col="hourly_base")->dict|None:
-    "OLS of log(col) on female + factors with HC3 SEs: adjusted gap 1 - exp(beta) in % and its 95% CI; None if not estimable."
-    import statsmodels.api as sm
+    "OLS of log(col) on female + factors with HC3 SEs (closed form, `pay_platform.ols_hc3`: equal to statsmodels): adjusted gap 1 - exp(beta) in % and its 95% CI; None if not estimable."
+    from hr_ml.pay_platform import ols_hc3        # aliased terms dropped by an in-order rank check: the same number on every BLAS
     d = df.filter(pl.col(col) > 0)
     facs = [f for f in (factors or []) if f in d.columns]
     d = d.drop_nulls([c for c in facs if d[c].dtype.is_float()])
     y = np.log(d[col].to_numpy())
-    for fs in (facs, [f for f in facs if d[f].dtype.is_float()], []):   # fall back when HC3 breaks (leverage 1)
+    for fs in (facs, [f for f in facs if d[f].dtype.is_float()], []):   # fall back when the gap is not estimable with these factors
         X, names = _design(d, fs)
         if X.shape[0] - X.shape[1] < 2: continue
-        with warnings.catch_warnings(), _one_thread():
-            warnings.simplefilter("ignore")
-            r = sm.OLS(y, X).fit(cov_type="HC3", use_t=True)
-        b, se = float(r.params[1]), float(r.bse[1])
-        if np.isfinite(se) and se > 0:
-            lo, hi = r.conf_int(0.05)[1]
-            return {"beta_female": b, "se_hc3": se, "adjusted_gap_pct": 100 * (1 - math.exp(b)),
-                    "ci95": [100 * (1 - math.exp(hi)), 100 * (1 - math.exp(lo))], "p_value": float(r.pvalues[1]),
-                    "n": int(len(y)), "factors_used": fs, "terms": names, "df_resid": float(r.df_resid)}
+        with _one_thread(): o = ols_hc3(y, X, 1)
+        if o:
+            lo, hi = o["ci95_beta"]
+            b = o["beta"]
+            return {"beta_female": b, "se_hc3": o["se_hc3"], "adjusted_gap_pct": 100 * (1 - math.exp(b)),
+                    "ci95": [100 * (1 - math.exp(hi)), 100 * (1 - math.exp(lo))], "p_value": o["p_value"],
+                    "n": int(len(y)), "factors_used": fs, "terms": [names[j] for j in sorted(o["columns"])], "df_resid": o["df_resid"],
+                    "terms_dropped": [names[j] for j in o["dropped"]], "n_leverage_one": o["n_leverage_one"]}
     return None
 
 def category_gaps(pay:pl.DataFrame,     # the pay table

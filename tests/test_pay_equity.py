@@ -330,3 +330,157 @@ def test_tenure_from_hire_date_and_defaults(tmp_path):
     assert pd_.pay["hourly_base"].to_list() == pytest.approx([(3000 + 100 * i) * 12 / (30 * 52) for i in range(12)])
     with pytest.raises(HRDataError, match="column Sex .pay_equity.hire_date. does not hold dates"):
         PE.load_pay(tmp_path / "pay.csv", {**m, "pay_equity": {**m["pay_equity"], "hire_date": "Sex"}})
+
+
+# ---------------------------------------------------------------- per-tenant reports (issue 17)
+import math, shutil
+import numpy as np
+from hr_ml import pay_platform as PP
+from hr_ml.suppression import scan_for_small
+
+
+@pytest.fixture(scope="module")
+def hris():
+    tables, truth = generate(n_employees=1500, n_tenants=10, seed=5)
+    return {n: tables[n] for n in ("employees", "compensation", "job_changes")}
+
+
+def test_ols_hc3_equals_statsmodels_on_tenants(hris):
+    "The closed-form OLS/HC3 equals statsmodels' OLS(...).fit(cov_type='HC3') to 1e-8 on every tenant of a small HRIS."
+    import statsmodels.api as sm
+    pay = PE.pay_table(hris)
+    n = 0
+    for tid in sorted(pay["tenant_id"].unique().to_list()):
+        d = PE._binary(pay.filter(pl.col("tenant_id") == tid)).filter(pl.col("hourly_base") > 0)
+        for facs in (PE.FACTORS, ["location", "tenure_years"]):
+            X, _ = PE._design(d, facs)
+            y = np.log(d["hourly_base"].to_numpy())
+            o = PP.ols_hc3(y, X)
+            if o is None: continue
+            r = sm.OLS(y[o["rows"]], X[np.ix_(o["rows"], o["columns"])]).fit(cov_type="HC3", use_t=True)
+            assert abs(o["beta"] - r.params[0]) < 1e-8 and abs(o["se_hc3"] - r.bse[0]) < 1e-8
+            assert np.allclose(o["ci95_beta"], r.conf_int(0.05)[0], atol=1e-8) and abs(o["p_value"] - r.pvalues[0]) < 1e-8
+            n += 1
+    assert n >= 8
+
+
+def test_ols_not_estimable_and_stable_under_aliasing():
+    "A female indicator in the span of other columns is not estimable (None); aliased dummies give the same gap in any order."
+    rng = np.random.default_rng(0)
+    n = 30
+    f = np.r_[np.ones(15), np.zeros(15)]
+    loc = rng.integers(0, 2, n).astype(float)
+    y = 3 + 0.05 * loc - 0.04 * f + rng.normal(0, 0.05, n)
+    assert PP.ols_hc3(y, np.column_stack([np.ones(n), f, 1 - f, loc])) is None        # female = 1 - other: not identified
+    a = PP.ols_hc3(y, np.column_stack([np.ones(n), f, loc, loc, 1 - loc]))            # loc twice and its complement: aliased
+    b = PP.ols_hc3(y, np.column_stack([np.ones(n), f, 1 - loc, loc, loc]))
+    c = PP.ols_hc3(y, np.column_stack([np.ones(n), f, loc]))
+    assert abs(a["beta"] - c["beta"]) < 1e-12 and abs(b["beta"] - c["beta"]) < 1e-12 and abs(a["se_hc3"] - c["se_hc3"]) < 1e-12
+    assert a["dropped"] == [3, 4]
+
+
+def _planted(rng, n, gap):
+    "One tenant's pay table with a planted unexplained gap (log-linear in the objective factors)."
+    fam = rng.choice(["eng", "ops", "sales"], n); lvl = rng.integers(1, 4, n); loc = rng.choice(["Lisbon", "Berlin"], n)
+    ten = rng.uniform(0, 20, n); fem = rng.integers(0, 2, n)
+    fx = {"eng": 0.3, "ops": 0.0, "sales": 0.1}
+    logp = np.log(25) + np.array([fx[x] for x in fam]) + 0.2 * lvl + 0.1 * (loc == "Berlin") + 0.01 * ten + np.log1p(-gap / 100) * fem \
+        + rng.normal(0, 0.08, n)
+    return pl.DataFrame({"gender": np.where(fem == 1, "female", "male"), "job_family": fam, "job_level": lvl.astype(np.int32),
+                         "location": loc, "tenure_years": ten, "hourly_base": np.exp(logp)})
+
+
+def test_planted_gap_ci_coverage_over_tenants():
+    "Each tenant's planted gap (different per tenant) is covered by its 95% CI at the nominal rate, within 3 binomial SEs."
+    rng = np.random.default_rng(17)
+    cover, n = 0, 300
+    for i in range(n):
+        gap = float(rng.uniform(0, 12))
+        g = PP.fast_gap(_planted(rng, int(rng.integers(40, 120)), gap), PE.FACTORS)
+        assert g is not None and g["factors_used"] == list(PE.FACTORS)
+        cover += g["ci95"][0] <= gap <= g["ci95"][1]
+    assert abs(cover / n - 0.95) <= 3 * math.sqrt(0.95 * 0.05 / n), cover
+
+
+def test_tiny_tenant_fully_suppressed_and_summary_reveals_nothing(hris, tmp_path):
+    "A tenant of 8 workers (3 women, 5 men) gets a complete report, all suppressed; its tenants.parquet row holds no figure."
+    emp = hris["employees"]
+    ids = (emp.filter(pl.col("tenant_id") == "T00001", pl.col("termination_date").is_null()).filter(pl.col("gender").is_in(["female", "male"])))
+    keep = pl.concat([ids.filter(pl.col("gender") == "female").head(3), ids.filter(pl.col("gender") == "male").head(5)])
+    tiny = {n: pl.concat([t.filter(pl.col("tenant_id") != "T00001"),
+                          t.filter(pl.col("tenant_id") == "T00001").join(keep.select("tenant_id", "employee_id"), on=["tenant_id", "employee_id"])])
+            for n, t in hris.items()}
+    s = PP.report_tenants(tiny, tmp_path / "run", workers=1)
+    row = s.filter(pl.col("tenant_id") == "T00001").row(0, named=True)
+    assert row["status"] == "fully suppressed" and row["workers"] == 8 and row["must_report"] is False
+    assert row["mean_gap_pct"] is None and row["median_gap_pct"] is None and row["art10_flags"] is None
+    assert set(s.columns) == set(PP.SUMMARY_SCHEMA)                       # no counts by gender, no pay figure beside the gaps
+    d = tmp_path / "run" / "tenants" / "T00001"
+    assert sorted(p.name for p in d.iterdir()) == ["categories.parquet", "indicators.json", "report.html", "summary.json"]
+    ind = json.loads((d / "indicators.json").read_text())
+    assert ind["mean_gap_pct"] == S5 and ind["unexplained_gap_pct"] == S5 and all(b["suppressed"] for b in ind["quartile_bands"])
+    assert scan_for_small(ind, 5) == [] and scan_for_small(pl.read_parquet(d / "categories.parquet"), 5) == []
+    assert pl.read_parquet(d / "categories.parquet")["suppressed"].all()
+    html = (d / "report.html").read_text()
+    assert html.index("Summary") < html.index("indicators") and "voluntary" in html
+
+
+def test_resume_after_kill_and_bad_tenant(hris, tmp_path):
+    "A killed run (a half-written tmp folder, a tenant missing) resumes without duplicates; bad data is an error row, not a failed run."
+    bad = {**hris, "employees": hris["employees"].with_columns(
+        weekly_hours=pl.when(pl.col("tenant_id") == "T00003").then(0.0).otherwise(pl.col("weekly_hours")))}
+    run = tmp_path / "run"
+    s1 = PP.report_tenants(bad, run, workers=1, chunk_size=4)
+    err = s1.filter(pl.col("tenant_id") == "T00003").row(0, named=True)
+    assert err["status"] == "error" and "weekly_hours" in err["why"] and s1.filter(pl.col("status") != "error").height == 9
+    root = run / "tenants"
+    shutil.rmtree(root / "T00005")                                            # killed before T00005 was renamed into place
+    half = root / ".tmp-T00005-deadbeef"; half.mkdir(); (half / "indicators.json").write_text("{")
+    keep = (root / "T00002" / "summary.json").stat().st_mtime_ns
+    s2 = PP.report_tenants(bad, run, workers=1, chunk_size=4)
+    assert not half.exists() and (root / "T00005" / "report.html").exists()
+    assert (root / "T00002" / "summary.json").stat().st_mtime_ns == keep     # done tenants are skipped
+    assert s2["tenant_id"].n_unique() == s2.height == 10 and s2.to_dicts() == s1.to_dicts()
+    assert sorted(p.name for p in root.iterdir()) == sorted(s1["tenant_id"].to_list())
+    s3 = PP.report_tenants(bad, tmp_path / "one", tenants="T00002,NOPE", workers=1)
+    assert s3["tenant_id"].to_list() == ["NOPE", "T00002"] and s3["status"].to_list()[0] == "error"
+
+
+def test_obligations_by_size_and_config(tmp_path):
+    "Art. 9(2)-(4) by worker count; the thresholds come from configuration."
+    assert PP.obligation(250, "2027-01-01")["next_due"] == "2027-06-07" and PP.obligation(250, "2027-01-01")["cycle_years"] == 1
+    assert PP.obligation(249, "2028-01-01")["next_due"] == "2030-06-07"
+    assert PP.obligation(100, "2028-01-01")["next_due"] == "2031-06-07" and not PP.obligation(99, "2028-01-01")["must_report"]
+    y = tmp_path / "ob.yaml"
+    y.write_text("bands:\n  - {min_workers: 50, first_due: '2027-06-07', cycle_years: 1}\n")
+    assert PP.obligation(60, "2027-01-01", PP.load_obligations(y))["must_report"]
+    y.write_text("bands: 3\n")
+    with pytest.raises(HRDataError): PP.load_obligations(y)
+
+
+def test_cli_per_tenant_run_and_resume(tmp_path):
+    "hr-ml report pay-equity --per-tenant writes a run folder per tenant and tenants.parquet; --resume RUN redoes nothing."
+    cmd = [sys.executable, "-m", "hr_ml.cli", "report", "pay-equity", "-p", "employees=1500", "-p", "tenants=10", "-p", "workers=1",
+           "--out", str(tmp_path)]
+    r = subprocess.run([*cmd, "--per-tenant"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (run,) = (tmp_path / "pay_equity_tenants").iterdir()
+    s = pl.read_parquet(run / "tenants.parquet")
+    assert s.height == 10 and set(s["status"]) <= {"ok", "flagged", "fully suppressed", "error"} and "10 tenants" in r.stdout
+    assert all((run / "tenants" / t / "report.html").exists() for t in s.filter(pl.col("status") != "error")["tenant_id"])
+    stamp = {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()}
+    r2 = subprocess.run([*cmd, "--resume", run.name], capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0, r2.stdout + r2.stderr
+    assert {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()} == stamp
+    r3 = subprocess.run([*cmd, "--resume", "nope"], capture_output=True, text=True, timeout=300)
+    assert r3.returncode != 0 and "no per-tenant run" in (r3.stdout + r3.stderr) and "Traceback" not in r3.stderr
+
+
+def test_adjusted_gap_stable_with_a_singleton_level():
+    "A location held by one person (leverage 1, HC3's 0/0) no longer makes the CI depend on rounding: the row is dropped, the gap kept."
+    rng = np.random.default_rng(4)
+    d = _planted(rng, 40, 6.0).with_columns(location=pl.Series(["Porto"] + ["Lisbon"] * 39))
+    a = PE._ols_gap(d, PE.FACTORS)
+    b = PE._ols_gap(d.reverse(), PE.FACTORS)                              # same people, other order: same figures
+    assert a["factors_used"] == list(PE.FACTORS) and a["n_leverage_one"] >= 1
+    assert abs(a["adjusted_gap_pct"] - b["adjusted_gap_pct"]) < 1e-9 and max(abs(x - y) for x, y in zip(a["ci95"], b["ci95"])) < 1e-9
