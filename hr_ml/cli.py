@@ -427,6 +427,7 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
             model:str=typer.Option("champion", "--model", help="registry alias (champion) or a training run folder"),
             outcomes:Optional[Path]=typer.Option(None, "--outcomes", help="realized exits (CSV/Parquet), once they are known"),
             config:Optional[Path]=typer.Option(None, "--config", help="YAML thresholds over the defaults"),
+            assignments:Optional[Path]=typer.Option(None, "--assignments", help="a retention experiment's assignment file (CSV/Parquet): the report adds its arms' exits so far"),
             mapping:Optional[Path]=typer.Option(None, "--mapping", help="YAML column mapping (a one-row export: the training mapping; default: the model's own)"),
             param:Optional[List[str]]=typer.Option(None, "-p", "--param", help="job parameter as name=value (repeatable)"),
             tracking_uri:Optional[str]=typer.Option(None, "--tracking-uri", help="MLflow tracking URI for an alias; default $HR_ML_TRACKING_URI, else mlruns/ beside the runs folder"),
@@ -439,7 +440,7 @@ def monitor(data:Optional[Path]=typer.Option(None, "--data", help="new HRIS expo
     from hr_ml.runs import run_job
     levels = {"ok": 0, "warn": 1, "alert": 2}
     if fail_on not in ("warn", "alert", "never"): fail(f"--fail-on {fail_on!r}: use warn, alert or never")
-    p = job_inputs("monitor_report", param, data, mapping, outcomes=outcomes, config=config)
+    p = job_inputs("monitor_report", param, data, mapping, outcomes=outcomes, config=config, assignments=assignments)
     mp = Path(model)
     if mp.exists(): p["model"] = str(mp.resolve())
     else:

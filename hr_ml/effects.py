@@ -218,7 +218,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
              order=None,                # group order (default: low, medium, high for buckets, else sorted)
              n_family:int|None=None,    # how many group effects are read together, e.g. all of a report's groupings (default: this grouping's groups)
             )->dict:
-    "Effect per group with Bonferroni-adjusted CIs, Holm-adjusted p-values, and a joint test that the effects differ."
+    "Effect per group with Bonferroni-adjusted CIs and p-values, and a joint test that the effects differ."
     from statsmodels.stats.multitest import multipletests
     k = check_k(k, "k_anon")
     if by not in df.columns: raise HRDataError(f"effects by {by}: no column '{by}' in the assignments or the outcome data.")
@@ -242,7 +242,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
                        n_control=pl.when(small).then(None).otherwise("n_control"))
     ok = f["p_value"].is_not_null().to_numpy()
     padj = np.full(f.height, np.nan)
-    if ok.any(): padj[ok] = multipletests(f["p_value"].to_numpy()[ok], alpha=alpha, method="holm")[1]
+    if ok.any(): padj[ok] = np.minimum(1.0, multipletests(f["p_value"].to_numpy()[ok], alpha=alpha, method="bonferroni")[1] * G / ok.sum())
     f = f.with_columns(p_adjusted=pl.Series(padj).fill_nan(None))
     het = None
     shown = f.filter(~pl.col("suppressed"))["group"].to_list()
@@ -256,7 +256,7 @@ def by_group(df:pl.DataFrame,          # `outcomes` frame with the group column
         R = np.zeros((D.shape[1], X.shape[1])); R[:, 2 + D.shape[1]:] = np.eye(D.shape[1])
         w = r.wald_test(R, scalar=True)
         het = dict(p_value=float(w.pvalue), df=int(D.shape[1]), statistic=float(w.statistic))
-    return dict(by=by, groups=f, level=1 - alpha / max(G, 1), family_level=1 - alpha, adjustment="Bonferroni CIs, Holm p-values",
+    return dict(by=by, groups=f, level=1 - alpha / max(G, 1), family_level=1 - alpha, adjustment=f"Bonferroni over {G} group effects (CIs and p-values)",
                 heterogeneity=het, k=k)
 
 # %% ../nbs/18_effects.ipynb #9ae4e376
@@ -335,8 +335,8 @@ def read_status(df:pl.DataFrame,   # `outcomes` frame
                          "full horizon. Do not stop the experiment or decide on this reading: its confidence interval does not account for repeated looks."
                          + (f" The data's latest date was taken as the reading date; if the export is complete to a later date, set it with -p as_of=YYYY-MM-DD." if inferred else "")))
 
-# %% ../nbs/18_effects.ipynb #bb9943e3
-REPLACEMENT_MULTIPLE = {1: 0.5, 2: 0.5, 3: 1.0, 4: 1.0, 5: 1.5, 6: 1.5, 7: 2.0, 8: 2.0}
+# %% ../nbs/18_effects.ipynb #b277e69c
+REPLACEMENT_MULTIPLE = {1: 0.5, 2: 0.6, 3: 0.75, 4: 1.0, 5: 1.25, 6: 1.5, 7: 1.75, 8: 2.0}   # as hr_ml.uplift: SHRM/Gallup, 0.5 to 2 times annual pay
 
 def replacement_cost(pay,                        # annual pay per person (array) or one mean annual pay
                      levels=None,                 # job level per person (array), same length as pay
@@ -544,18 +544,22 @@ def plot_policy(pol:dict):
 def load_outcomes(path,             # HRIS export folder (one file per table), or a single employees file
                   mapping=None,      # column mapping YAML (as for hr-ml train)
                  )->tuple[dict, dict|None]:
-    "The HR tables of the outcome data and the planted truth when the folder holds a truth.json."
+    "The HR tables of the outcome data (read and validated as for hr-ml train) and the planted truth when the folder holds a truth.json."
     import tempfile, os
     from hr_ml.io import read_hris
+    from hr_ml.schema import validate
     p = Path(path)
     if not p.exists(): raise HRDataError(f"{p.name}: outcome data not found. Check --outcomes.")
     truth = json.loads((p/"truth.json").read_text()) if p.is_dir() and (p/"truth.json").is_file() else None
     extra = [f for f in p.iterdir() if f.stem.lower() == "interventions"] if p.is_dir() else []
-    if not extra: return read_hris(p, mapping), truth
-    with tempfile.TemporaryDirectory() as tmp:   # the HR tables without the assignment table
-        for f in p.iterdir():
-            if f.is_file() and f not in extra: os.symlink(f.resolve(), Path(tmp)/f.name)
-        return read_hris(tmp, mapping), truth
+    if not extra: tables = read_hris(p, mapping)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:   # the HR tables without the assignment table
+            for f in p.iterdir():
+                if f.is_file() and f not in extra: os.symlink(f.resolve(), Path(tmp)/f.name)
+            tables = read_hris(tmp, mapping)
+    validate(tables)   # the first problem in the export, in one line
+    return tables, truth
 
 # %% ../nbs/18_effects.ipynb #5e01ee9c
 _COL = {"treatment": "#2563eb", "control": "#9ca3af"}
@@ -645,10 +649,12 @@ def summary(res:dict)->str:
                    + (f" No clear effect in {'; '.join(none)}." if helped and none else ""))
     m = res.get("roi")
     if m:
-        out.append(f"**Money.** About {m['prevented_exits']:.1f} exits prevented among {m['n_treated']:,} treated (CI {m['prevented_exits_ci'][0]:.1f} to {m['prevented_exits_ci'][1]:.1f}), "
+        num = lambda v: f"{v:.1f}".replace("-", "−")
+        out.append(f"**Money.** About {num(m['prevented_exits'])} exits prevented among {m['n_treated']:,} treated (CI {num(m['prevented_exits_ci'][0])} to {num(m['prevented_exits_ci'][1])}), "
                    f"at {_eur(m['cost_per_leaver'])} per leaver: {_eur(m['saved'])} saved for {_eur(m['spent'])} spent, a net {_eur(m['net'])} "
                    f"(CI {_eur(m['net_ci'][0])} to {_eur(m['net_ci'][1])})"
-                   + (f", paid back after {m['payback_months']:.1f} months." if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"] * 5 else "; it does not pay back."))
+                   + (f", paid back after {m['payback_months']:.1f} months" if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"] * 5 else "; it does not pay back")
+                   + ("; the CI includes a loss, so the money is not yet proven." if m["net_ci"][0] < 0 < m["net"] else "."))
     t = (res.get("truth") or {}).get("check")
     if t: out.append(f"**Planted truth.** The synthetic world planted {_pp(t['truth'])}; the CI {'covers' if t['covered'] else 'misses'} it.")
     nxt = ("Wait for the planned horizon before deciding; read the experiment again then." if st["label"] == "interim" else
