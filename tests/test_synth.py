@@ -267,3 +267,11 @@ def test_cli_synth_with_an_intervention(tmp_path):
     assert "planted stay_interview" in r.stdout and a.height == t["n"]["assigned"]
     bad = run("--intervention", "bonus", "--out", "b")
     assert bad.returncode == 2 and "kind='bonus'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
+
+def test_null_intervention_changes_nothing(small):
+    "A placebo multiplies every hazard by 1 and draws from its own stream: the same tables and truth (oracle included) as no intervention."
+    tables, truth = generate(3000, 8, seed=7, intervention=dict(start=date(2025, 1, 1), kind="null"))   # inside the oracle's window
+    assert all(tables[k].equals(small[0][k]) for k in TABLES)
+    assert {k: v for k, v in truth.items() if k != "intervention"} == small[1] and truth["intervention"]["ate"] == 0
+    _, t2 = generate(3000, 8, seed=7, intervention=dict(start=date(2025, 1, 1), kind="pay_review"))
+    assert t2["oracle"]["n"] == truth["oracle"]["n"] and t2["oracle"]["auc"] != truth["oracle"]["auc"]   # the replays apply the treatment
