@@ -17,6 +17,7 @@ EXPECTED = {
     "synth": ["seconds.total", "peak_rss_gb", "rows.employees"],
 }
 if (BENCH / "bench_pay_gap_coverage.py").exists(): EXPECTED["pay_gap_coverage"] = []
+if (BENCH / "pay_platform.py").exists(): EXPECTED["pay_platform"] = ["report_s", "per_tenant_ms", "peak_rss_gb_sampled", "config.tenants"]
 if (BENCH / "experiment_checks.py").exists():
     EXPECTED["experiment_checks"] = ["measured.itt_covers", "measured.power_promised", "measured.power_simulated", "measured.null_sub_tests"]
 

@@ -183,7 +183,7 @@ def test_intervention_assignment(pay_review):
 def test_intervention_truth_shapes(pay_review):
     "Negative where planted, 0 for the low bucket and the fairly paid, strongest in the high bucket; exact, JSON-ready."
     t = json.loads(json.dumps(pay_review[1]["intervention"]))
-    assert t["start"] == "2024-07-01" and t["kind"] == "pay_review" and t["horizon_months"] == 12 and t["hazard_months_simulated"] == 12
+    assert t["start"] == "2024-09-01" and t["kind"] == "pay_review" and t["horizon_months"] == 12 and t["hazard_months_simulated"] == 12
     for o in ("voluntary", "any_exit"):
         e = t["effects"][o]["itt"]
         assert e["bucket"]["low"] == 0 and e["driver_group"]["not_underpaid"] == 0
@@ -259,11 +259,11 @@ def test_cli_synth_with_an_intervention(tmp_path):
     import subprocess, sys
     run = lambda *a: subprocess.run([sys.executable, "-m", "hr_ml.cli", "synth", "--employees", "600", "--tenants", "4", "--no-progress", *a],
                                     capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    r = run("--intervention", "stay_interview", "--unit", "team", "--noncompliance", "0.2", "--out", "w")
+    r = run("--intervention", "stay_interview", "--start", "2024-09-01", "--unit", "team", "--noncompliance", "0.2", "--out", "w")
     assert r.returncode == 0, r.stderr[-2000:]
     a = pl.read_parquet(tmp_path / "w" / "experiment" / "assignments.parquet")
     t = json.loads((tmp_path / "w" / "truth.json").read_text())["intervention"]
-    assert t["kind"] == "stay_interview" and t["unit"] == "team" and t["start"] == "2024-07-01" and (a["unit"] == "team").all()
+    assert t["kind"] == "stay_interview" and t["unit"] == "team" and t["start"] == "2024-09-01" and (a["unit"] == "team").all()
     assert "planted stay_interview" in r.stdout and a.height == t["n"]["assigned"]
     bad = run("--intervention", "bonus", "--out", "b")
     assert bad.returncode == 2 and "kind='bonus'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
