@@ -254,9 +254,9 @@ def tenant_html(res:dict)->str:
     head = (f"<h1>Pay transparency report: {_e(res['tenant_id'])}</h1>"
             f"<p><b>Summary.</b> {_e(res['workers'])} workers on {_e(res['reference_date'])}. "
             + (f"Reporting is <b>required</b> ({_e(ob['article'])}): next report due {_e(ob['next_due'])}, then {_cycle(ob['cycle_years'])}. "
-               if ob["must_report"] else f"Reporting is voluntary ({_e(ob['rule'])}). ")
+               if ob["must_report"] else f"{_e(ob['rule'][:1].upper() + ob['rule'][1:])}. ")
             + f"Mean gender pay gap {_fmt(res['mean_gap_pct'])}, median {_fmt(res['median_gap_pct'])} (hourly pay; positive: women paid less). "
-            + (f"<b>{len(flags)} categor{'y' if len(flags) == 1 else 'ies'} of workers need a joint pay assessment (Art. 10).</b>" if flags
+            + (f"<b>{len(flags)} categor{'y' if len(flags) == 1 else 'ies'} of workers need{'s' if len(flags) == 1 else ''} a joint pay assessment (Art. 10).</b>" if flags
                else "No category of workers is flagged under Art. 10.") + "</p>")
     ind = [("(a) mean gap, hourly pay", res["mean_gap_pct"]), ("(c) median gap, hourly pay", res["median_gap_pct"]),
            ("mean gap, hourly basic pay", res["basic_mean_gap_pct"]), ("(b) mean gap, variable pay", res["variable_mean_gap_pct"]),
@@ -268,7 +268,11 @@ def tenant_html(res:dict)->str:
     t2 = "".join(f"<tr><td>Q{b['band']}</td><td>{_bar(b)}</td></tr>" for b in res["quartile_bands"])
     cats = "".join(f"<tr><td>{_e(c['category'])}</td><td>{_fmt(c['gap_pct'])}</td><td>{_fmt(c['adjusted_gap_pct'])}</td>"
                    f"<td>{'' if c['suppressed'] else _fmt(c['adjusted_gap_ci95'][0]) + ' to ' + _fmt(c['adjusted_gap_ci95'][1])}</td>"
-                   f"<td>{'Art. 10' if c['art10_flag'] else ''}</td></tr>" for c in res["categories"])
+                   f"<td>{'Art. 10' if c['art10_flag'] else ''}</td></tr>" for c in res["categories"] if not c["suppressed"])
+    hidden = [c["category"] for c in res["categories"] if c["suppressed"]]
+    if hidden:   # one line for the small categories, so the table shows what can be read
+        cats += (f"<tr><td colspan='5'>{len(hidden)} categor{'y' if len(hidden) == 1 else 'ies'} with fewer than {k} women or {k} men "
+                 f"read '{_e(PE.suppressed(k))}': {_e(', '.join(hidden))}</td></tr>")
     a10 = "".join(f"<h3>{_e(f['category'])}</h3><p>gap {_fmt(f['gap_pct'])}, adjusted {_fmt(f['adjusted_gap_pct'])} "
                   f"(95% CI {_fmt(f['ci95'][0])} to {_fmt(f['ci95'][1])}); objective factors tested: {_e(f['objective_factors_tested'])}.</p>"
                   f"<p>Measures: {_e(f['measures'])}. Previous measures: {_e(f['previous_measures_evaluation'])}.</p>"
