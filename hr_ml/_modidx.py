@@ -908,6 +908,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'hr_ml.uplift.person_effects': ('uplift.html#person_effects', 'hr_ml/uplift.py'),
                               'hr_ml.uplift.plot_policy': ('uplift.html#plot_policy', 'hr_ml/uplift.py'),
                               'hr_ml.uplift.policy_curve': ('uplift.html#policy_curve', 'hr_ml/uplift.py'),
+                              'hr_ml.uplift.realised_curve': ('uplift.html#realised_curve', 'hr_ml/uplift.py'),
                               'hr_ml.uplift.replacement_cost': ('uplift.html#replacement_cost', 'hr_ml/uplift.py'),
                               'hr_ml.uplift.risk_buckets': ('uplift.html#risk_buckets', 'hr_ml/uplift.py'),
                               'hr_ml.uplift.uplift_model': ('uplift.html#uplift_model', 'hr_ml/uplift.py')}}}

@@ -525,11 +525,15 @@ def _policy(U, d, res, cost_per_intervention, replacement_multiple, tables, upli
             dd = done
             pu = annual_pay(dd, tables).fill_null(p.mean()).to_numpy()
             lvu = dd["job_level"].to_numpy() if lv is not None else None
-            cu = U.policy_curve(-up, up, pu, cost_per_intervention, lvu, mult, None, "uplift", k)
-            cr = U.policy_curve(dd["risk"].to_numpy(), up, pu, cost_per_intervention, lvu, mult, None, "risk", k)   # same people, same effects: a fair comparison
+            y, a = dd["exited_h"].cast(pl.Int8).to_numpy(), dd["arm"].to_numpy()   # both rankings valued on the same people's outcomes
+            cu = U.realised_curve(-up, a, y, pu, cost_per_intervention, lvu, mult, "uplift", k)
+            cr = U.realised_curve(dd["risk"].to_numpy(), a, y, pu, cost_per_intervention, lvu, mult, "risk", k)
             curves = [cr, cu]
-            note = ("Both curves use the same out-of-fold uplift estimates (causalml X-learner with xgboost, 5-fold cross-fitting) of the people observed for the "
-                    "whole horizon: by risk ranks them by their risk before the start, by uplift by their estimated benefit.")
+            note = ("Both curves are valued on the experiment's own outcomes, among the people observed for the whole horizon: for the top x%, the "
+                    "control arm's exit rate minus the treatment arm's, times their replacement cost (a Qini-style curve; points with fewer than k "
+                    "people in an arm are left out). By risk ranks people by their risk before the start; by uplift by their out-of-fold estimated "
+                    "benefit (causalml X-learner with xgboost, 5-fold cross-fitting), so the ranking never saw the outcomes it is judged on. "
+                    "The curves are noisy and the best point of a noisy curve flatters itself: confirm a threshold in the next experiment.")
         except HRDataError as e: note += f" No uplift curve: {e}."
     best = {c["policy"][0]: {**U.best_policy(c), **({"threshold": None} if c["policy"][0] == "uplift" else {})} for c in curves}
     return dict(available=True, curves=pl.concat(curves), best=best, note=note)

@@ -11,7 +11,7 @@ from .suppression import check_k, fewer_than
 
 # %% auto #0
 __all__ = ['CUTS', 'BUCKETS', 'REPLACEMENT_MULTIPLE', 'risk_buckets', 'replacement_cost', 'pay_at', 'demo_experiment',
-           'person_effects', 'grid', 'policy_curve', 'best_policy', 'uplift_model', 'plot_policy']
+           'person_effects', 'grid', 'policy_curve', 'best_policy', 'uplift_model', 'realised_curve', 'plot_policy']
 
 # %% ../nbs/19_uplift.ipynb #f1d1b90b
 CUTS = (0.15, 0.35)
@@ -232,6 +232,44 @@ def uplift_model(X:pl.DataFrame,       # features at assignment (the experiment'
     for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(D, strat):
         out[te] = fit_predict(tr, D[te])
     return out
+
+# %% ../nbs/19_uplift.ipynb #ebd88318
+def realised_curve(scores,                  # the ranking: higher is treated first (risk, or -uplift; out-of-fold for an uplift model)
+                   arm,                     # 'treatment' / 'control' (or 1 / 0) per person of the experiment
+                   exited,                  # 1 if the person left within the horizon, else 0
+                   pay,                     # annual pay per person (EUR)
+                   cost_per_intervention:float, # EUR per person treated
+                   job_level=None,          # job level per person (for replacement multiples by level)
+                   multiple=None,           # replacement multiple: a number or {job level: multiple}; None: REPLACEMENT_MULTIPLE
+                   policy:str="uplift",     # the curve's name
+                   k:int=5,                 # points where either arm has fewer than k people among the top x% are left out
+                   steps:int=100,           # points on the curve (100: every percent)
+                  )->pl.DataFrame:
+    "Net value of treating the top x% by `scores`, valued on the experiment's own outcomes: control minus treatment exit rate among them."
+    k = check_k(k)
+    s = np.asarray(scores, float).ravel()
+    n = len(s)
+    if n < 2 * k: raise HRDataError(f"a realised policy curve over {n} people would show figures about {fewer_than(k)} people per arm; pass at least {2 * k}")
+    s = _vec(s, n, "scores")
+    t = (_arm(arm, n) == "treatment").astype(float)
+    y = np.asarray(exited, float).ravel()
+    if len(y) != n or not np.isin(y, (0.0, 1.0)).all(): raise HRDataError(f"exited must hold one 0/1 per person ({n}); pass 0/1")
+    if not np.isfinite(cost_per_intervention) or cost_per_intervention < 0:
+        raise HRDataError(f"cost_per_intervention = {cost_per_intervention!r}; pass the EUR cost of one intervention, 0 or more")
+    repl = replacement_cost(_vec(pay, n, "pay"), job_level, multiple)
+    o = np.argsort(-s, kind="stable")
+    nt, nc = np.cumsum(t[o]), np.cumsum(1 - t[o])
+    yt, yc = np.cumsum(y[o] * t[o]), np.cumsum(y[o] * (1 - t[o]))
+    rc, ss = np.cumsum(repl[o]), s[o]
+    rows = [dict(policy=policy, share=0.0, n_treated=0, threshold=None, prevented_exits=0.0, saved_eur=0.0, spent_eur=0.0, net_eur=0.0)]
+    for m in grid(n, k, steps)[1:]:
+        i = m - 1
+        if nt[i] < k or nc[i] < k: continue
+        drop = yc[i] / nc[i] - yt[i] / nt[i]            # exits prevented per person treated among the top m
+        saved, spent = float(drop * rc[i]), float(m * cost_per_intervention)
+        rows.append(dict(policy=policy, share=m / n, n_treated=int(m), threshold=None if m == n else float((ss[i] + ss[m]) / 2),
+                         prevented_exits=float(drop * m), saved_eur=saved, spent_eur=spent, net_eur=saved - spent))
+    return pl.DataFrame(rows, schema=_CURVE)
 
 # %% ../nbs/19_uplift.ipynb #66e43c77
 _NAMES = {"risk": "top x% by risk", "uplift": "top x% by estimated uplift"}
