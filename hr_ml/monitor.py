@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHIFTS', 'ARMS', 'load_thresholds',
-           'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'read_outcomes',
-           'outcomes_from_tables', 'month_ends', 'score_months', 'label_months', 'performance_by_month',
-           'realized_performance', 'fairness_check', 'monitor_status', 'check_reference', 'load_reference',
-           'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance', 'experiment_exits',
-           'plot_experiment_exits', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted',
-           'plot_performance']
+           'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'risk_shift',
+           'read_outcomes', 'outcomes_from_tables', 'month_ends', 'score_months', 'label_months',
+           'performance_by_month', 'realized_performance', 'fairness_check', 'monitor_status', 'check_reference',
+           'load_reference', 'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance',
+           'experiment_exits', 'plot_experiment_exits', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature',
+           'plot_drifted', 'plot_performance']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -27,7 +27,8 @@ from .suppression import complement, is_small, fewer_than
 
 # %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
-    "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": 3, "new_share_warn": 0.01},
+    "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": None, "new_share_warn": 0.01},
+    "severity": {"score_warn": 1.0, "score_alert": 2.0, "feature_warn": 0.75, "feature_alert": 1.5},   # risk points (percentage points of mean risk)
     "performance": {"min_exits": 20, "auc_drop_warn": 0.05, "auc_drop_alert": 0.10, "min_auc": 0.65,
                     "ece_warn": 0.05, "ece_alert": 0.10},
     "fairness": {"selection_rate_ratio": 0.8, "auc_difference": 0.10, "tpr_difference": 0.10, "fpr_difference": 0.10,
@@ -294,6 +295,101 @@ def plant_shift(tables:dict,      # canonical HRIS tables
     else: out["job_changes"] = jc
     return out
 
+# %% ../nbs/33_monitor.ipynb #a1aa0623
+def _to_reference(ref:dict, s:pl.Series, rng)->pl.Series:
+    "The column `s` moved onto the reference distribution with the least change: numbers by rank, categories by reassigning the excess."
+    if ref["kind"] == "categorical":
+        v = s.cast(pl.String).to_numpy().astype(object)
+        seen, n = set(ref["seen"]), len(v)
+        key = np.array([MISSING if x is None else x if x in ref["props"] else OTHER if x in seen else NEW for x in v], dtype=object)
+        cells = [c for c in ref["props"]] + [MISSING]
+        want = {c: ref["props"].get(c, 0.0) * n for c in ref["props"]} | {MISSING: ref["missing"] * n}
+        have = {c: int((key == c).sum()) for c in set(key) | set(cells)}
+        free = []                                              # rows of over-represented cells, to be moved
+        for c, h in have.items():
+            extra = h - int(round(want.get(c, 0.0)))
+            if extra > 0: free += list(rng.choice(np.flatnonzero(key == c), extra, replace=False))
+        free, out, i = rng.permutation(np.array(free, dtype=int)), v.copy(), 0
+        pool = {c: [x for x in ref["seen"] if x not in ref["props"]] for c in [OTHER]}
+        for c in cells:
+            need = int(round(want.get(c, 0.0))) - have.get(c, 0)
+            for j in free[i:i + max(need, 0)]:
+                out[j] = None if c == MISSING else (rng.choice(pool[OTHER]) if c == OTHER and pool[OTHER] else c)
+            i += max(need, 0)
+        return pl.Series(s.name, [None if x is None else str(x) for x in out], dtype=pl.String).cast(s.dtype)
+    v = s.cast(pl.Float64).to_numpy().astype(np.float64)
+    ok = np.isfinite(v)
+    if ok.sum() == 0: return s
+    sk = np.asarray(ref["sketch"], float)
+    r = (stats.rankdata(v[ok], method="ordinal") - 0.5) / ok.sum()              # rank of each current value
+    out = v.copy(); out[ok] = np.interp(r, (np.arange(len(sk)) + 0.5) / len(sk), sk)   # the reference value of that rank
+    if s.dtype.is_integer(): out[ok] = np.round(out[ok])
+    return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
+
+def risk_shift(profile:dict,          # from `reference_profile`
+               model:AttritionModel,   # the model
+               X_new:pl.DataFrame,     # the new population's features
+               risk_new:np.ndarray|None=None, # the model's risk for X_new; None: scored here
+               seed:int=0,             # which rows move when a categorical feature is moved back
+              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), mean_risk_ref, mean_risk_new
+    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference; and the score's own shift."
+    risk_new = model.predict_risk(X_new) if risk_new is None else np.asarray(risk_new, float).ravel()
+    base, rng, rows = float(risk_new.mean()), np.random.default_rng(seed), []
+    for f, ref in profile["features"].items():
+        back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
+        rows.append({"feature": f, "points": 100 * (base - float(back.mean()))})
+    rows.append({"feature": SCORE, "points": 100 * (base - profile["score"]["mean"])})
+    return pl.DataFrame(rows).with_columns(mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base))
+
+# %% ../nbs/33_monitor.ipynb #98688964
+def _to_reference(ref:dict, s:pl.Series, rng)->pl.Series:
+    "The column `s` moved onto the reference distribution with the least change: numbers by rank, categories by reassigning the excess."
+    if ref["kind"] == "categorical":
+        v = s.cast(pl.String).to_numpy().astype(object)
+        seen, n = set(ref["seen"]), len(v)
+        key = np.array([MISSING if x is None else x if x in ref["props"] else OTHER if x in seen else NEW for x in v], dtype=object)
+        cells = [c for c in ref["props"]] + [MISSING]
+        want = {c: ref["props"].get(c, 0.0) * n for c in ref["props"]} | {MISSING: ref["missing"] * n}
+        have = {c: int((key == c).sum()) for c in set(key) | set(cells)}
+        free = []                                              # rows of over-represented cells, to be moved
+        for c, h in have.items():
+            extra = h - int(round(want.get(c, 0.0)))
+            if extra > 0: free += list(rng.choice(np.flatnonzero(key == c), extra, replace=False))
+        free, out, i = rng.permutation(np.array(free, dtype=int)), v.copy(), 0
+        pool = {c: [x for x in ref["seen"] if x not in ref["props"]] for c in [OTHER]}
+        for c in cells:
+            need = int(round(want.get(c, 0.0))) - have.get(c, 0)
+            for j in free[i:i + max(need, 0)]:
+                out[j] = None if c == MISSING else (rng.choice(pool[OTHER]) if c == OTHER and pool[OTHER] else c)
+            i += max(need, 0)
+        return pl.Series(s.name, [None if x is None else str(x) for x in out], dtype=pl.String).cast(s.dtype)
+    v = s.cast(pl.Float64).to_numpy().astype(np.float64)
+    ok = np.isfinite(v)
+    if ok.sum() == 0: return s
+    sk = np.asarray(ref["sketch"], float)
+    r = (stats.rankdata(v[ok], method="ordinal") - 0.5) / ok.sum()              # rank of each current value
+    out = v.copy(); out[ok] = np.interp(r, (np.arange(len(sk)) + 0.5) / len(sk), sk)   # the reference value of that rank
+    if s.dtype.is_integer(): out[ok] = np.round(out[ok])
+    return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
+
+def risk_shift(profile:dict,          # from `reference_profile`
+               model:AttritionModel,   # the model
+               X_new:pl.DataFrame,     # the new population's features
+               risk_new:np.ndarray|None=None, # the model's risk for X_new; None: scored here
+               seed:int=0,             # which rows move when a categorical feature is moved back
+              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), mean_risk_ref, mean_risk_new
+    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference; and the score's own shift."
+    miss = [f for f in profile["features"] if f not in X_new.columns]
+    if miss: raise HRDataError(f"new data lacks feature column(s) {', '.join(miss)} of the reference profile; pass the columns the model was trained on")
+    if X_new.height == 0: raise HRDataError("the new data has no rows to compare; check the data and as_of (nobody employed then?)")
+    risk_new = model.predict_risk(X_new) if risk_new is None else np.asarray(risk_new, float).ravel()
+    base, rng, rows = float(risk_new.mean()), np.random.default_rng(seed), []
+    for f, ref in profile["features"].items():
+        back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
+        rows.append({"feature": f, "points": 100 * (base - float(back.mean()))})
+    rows.append({"feature": SCORE, "points": 100 * (base - profile["score"]["mean"])})
+    return pl.DataFrame(rows).with_columns(mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base))
+
 # %% ../nbs/33_monitor.ipynb #76175ad8
 def read_outcomes(src, # a CSV/Parquet file of exits, or a DataFrame
                  )->pl.DataFrame:
@@ -494,11 +590,28 @@ def fairness_check(risk:np.ndarray,           # scores of the new population
 # %% ../nbs/33_monitor.ipynb #b2648491
 _LEVEL = {"ok": 0, "warn": 1, "alert": 2}
 
+def _pct(p): return f"{100 * p:.1f}%"
+
+def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:list):
+    "Flag the drift check by the risk points of significant shifts; a significant shift too small to flag becomes an info note."
+    sig = dict(zip(drift_df["feature"], drift_df["significant"])) if drift_df.height else {}
+    ref, new = shift["mean_risk_ref"][0], shift["mean_risk_new"][0]
+    for r in shift.sort(pl.col("points").abs(), descending=True).iter_rows(named=True):
+        f, pts, score = r["feature"], r["points"], r["feature"] == SCORE
+        if not sig.get(f): continue
+        w, a = (st["score_warn"], st["score_alert"]) if score else (st["feature_warn"], st["feature_alert"])
+        lvl = "alert" if a is not None and abs(pts) >= a else "warn" if w is not None and abs(pts) >= w else None
+        what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({pts:+.1f} points)" if score else
+                f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
+        if lvl: flag("drift", lvl, what)
+        else: reasons.append(f"info: significant but small: {what}")
+
 def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
                    perf:dict|None=None,        # from `realized_performance`
                    fairness:dict|list|None=None, # from `fairness_check` (or a list of them)
                    thresholds:dict|None=None,  # `load_thresholds(...)`; None: the defaults
                    expected:dict|None=None,    # the model's out-of-fold metrics (roc_auc) to compare realized ones with
+                   shift:pl.DataFrame|None=None, # from `risk_shift`: the drift check's level follows these sizes
                   )->dict:
     "Overall status (ok / warn / alert) with reasons, and the level of each check."
     th = load_thresholds(thresholds)
@@ -513,6 +626,7 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
     n_drift = drift_df.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).height
     fa = th["drift"]["features_alert"]
     if fa is not None and n_drift >= fa: flag("drift", "alert", f"{n_drift} features at drift (alert from {fa})")
+    if shift is not None and shift.height: _severity(shift, drift_df, th["severity"], flag, reasons)
     pt = th["performance"]
     if perf and not perf.get("available"): reasons.append(f"info: realized performance not yet measurable: {perf.get('note')}")
     if perf and perf.get("available"):
@@ -823,7 +937,7 @@ def _few(res:dict, k:int, th:dict, expected=None)->dict:
     st["reasons"] = [r for r in st["reasons"] if not r.startswith("ok: ")] + [
         f"info: {fewer_than(k)} people in the new data (k = {k}): their scores, feature means and shares are suppressed, and drift is not assessed"]
     if st["status"] == "ok": st["reasons"].insert(0, "ok: no finding beyond the thresholds; drift and the fairness of the current scores not assessed")
-    return {**res, "n": fewer_than(k), "suppressed": True, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
+    return {**res, "n": fewer_than(k), "suppressed": True, "shift": None, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
 
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
@@ -867,10 +981,11 @@ def run_monitor(model:AttritionModel,       # the model
         fair["realized"] = fairness_check(conv(lab["risk"].to_numpy()), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           groups=(lab["tenant_id"] + "/" + lab["employee_id"]).to_numpy(), cuts=tuple(conv(cuts)), k=k,
                                           n_boot=n_boot, seed=seed, thresholds=th_r)
-    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
+    shift = risk_shift(profile, model, X, risk, seed=seed)
+    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift)
     exp = None if assignments is None else experiment_exits(assignments, outcomes_from_tables(tables) if outcomes is None else read_outcomes(outcomes), perf["until"], k=k)
     return _few({"experiment": exp, "as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
-                 "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
+                 "shift": shift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
 
 def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
     "`run_monitor` for a one-row-per-employee export: the same checks, outcomes from its target column as one period."
@@ -887,10 +1002,11 @@ def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
         th_r = copy.deepcopy(th); th_r["fairness"]["selection_rate_ratio"] = None   # selection rates are judged on the current scores
         fair["realized"] = fairness_check(lab["risk"].to_numpy(), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th_r)
-    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
+    shift = risk_shift(profile, model, X, risk, seed=seed)
+    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift)
     status["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     res = {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
-           "drift": drift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
+           "drift": drift, "shift": shift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
     out = _few(res, k, th, meta.get("expected"))
     if out is not res: out["status"]["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     return out
@@ -915,7 +1031,8 @@ def write_outputs(res:dict,           # from `run_monitor`
            "as_of": res["as_of"], **({"as_of_note": res["as_of_note"]} if res.get("as_of_note") else {}), "data_end": res["data_end"], "n": res["n"], "data": source, "model": info,
            "reference": {"as_of": ref.get("as_of"), "n": ref["n"], "k": ref["k"], **{k: v for k, v in ref.get("meta", {}).items()}},
            "score": {"mean": float(np.mean(res["risk"])) if len(res["risk"]) else None, "mean_ref": ref["score"]["mean"]},
-           "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(), "performance": perf, "fairness": fair}
+           "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(),
+           "risk_shift": None if res.get("shift") is None else res["shift"].select("feature", "points").to_dicts(), "performance": perf, "fairness": fair}
     if res.get("experiment"):
         ex = res["experiment"]
         doc["experiment"] = {**{k: v for k, v in ex.items() if k != "by_month"}, "by_month": ex["by_month"].to_dicts()}

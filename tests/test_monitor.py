@@ -264,3 +264,92 @@ def test_one_row_and_hris_mixed_up_one_line(world, row_run, tmp_path):
     msg = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
     assert len(msg) <= 2 and "one CSV or Parquet file" in msg[-1], msg
     assert not (tmp_path / "runs" / "monitor").exists() or not list((tmp_path / "runs" / "monitor").iterdir())
+
+
+# ================================================================ scenarios (issue 18): the status follows the size of the effect
+# A 4,000-employee, 10-tenant HRIS; the reference is a random half of the employees at END, the new data the other half
+# with a planted change. The status must follow how much a shift moves the model's mean risk, not how many features moved.
+@pytest.fixture(scope="module")
+def platform():
+    tables, _ = generate(4000, 10, seed=3)
+    model = quick_model(tables, T0)
+    return tables, model
+
+
+def halves(tables, seed=5):
+    cur = F.build_features(tables, END)
+    h = pl.Series(np.random.default_rng(seed).permutation(cur.height) < cur.height // 2)
+    return cur.filter(h).select(F.FEATURES), cur.filter(~h).select(F.FEATURES)
+
+
+def judge(model, prof, X):
+    risk = model.predict_risk(X)
+    shift = M.risk_shift(prof, model, X, risk)
+    return M.monitor_status(M.feature_drift(prof, X, risk), shift=shift), dict(zip(shift["feature"], shift["points"]))
+
+
+@pytest.fixture(scope="module")
+def platform_ref(platform):
+    tables, model = platform
+    A, B = halves(tables)
+    return M.reference_profile(A, model.predict_risk(A), model.feature_names_, as_of=END), B
+
+
+def test_scenario_no_drift_ok_over_seeds(platform):
+    "Random halves of the same employees, 6 split seeds: no warn and no alert (the false-alarm check)."
+    tables, model = platform
+    got = []
+    for s in range(6):
+        A, B = halves(tables, 100 + s)
+        st, pts = judge(model, M.reference_profile(A, model.predict_risk(A), model.feature_names_, as_of=END), B)
+        got.append(st["status"])
+        assert max(abs(v) for f, v in pts.items() if f != M.SCORE) < M.DEFAULT_THRESHOLDS["severity"]["feature_warn"], pts
+    assert got == ["ok"] * 6, got
+
+
+def test_scenario_pay_freeze_alerts_on_months_since_raise(platform, platform_ref):
+    tables, model = platform
+    prof, _ = platform_ref
+    st, pts = judge(model, prof, halves(M.plant_shift(tables, "pay_freeze"))[1])
+    assert st["status"] == "alert", st
+    assert pts["months_since_raise"] >= 1.5 and pts[M.SCORE] >= 2, pts                     # risk points
+    assert any(r.startswith("alert: the shift of months_since_raise alone raises mean risk") for r in st["reasons"]), st["reasons"]
+
+
+def test_scenario_overtime_rise_alerts(platform, platform_ref):
+    _, model = platform
+    prof, B = platform_ref
+    st, pts = judge(model, prof, B.with_columns(pl.col("overtime_ratio") + 0.1))           # everyone 10 points more overtime
+    assert st["status"] == "alert" and any("overtime_ratio alone raises" in r for r in st["reasons"]), st
+    assert max(pts, key=lambda f: pts[f] if f != M.SCORE else -1) == "overtime_ratio", pts
+
+
+def test_scenario_new_department_warns(platform, platform_ref):
+    "15% of staff moved to a department never seen: at least warn, naming the department."
+    tables, model = platform
+    prof, _ = platform_ref
+    st, _ = judge(model, prof, halves(M.plant_shift(tables, "new_department", share=0.15))[1])
+    assert st["status"] in ("warn", "alert") and any("department" in r for r in st["reasons"]), st
+
+
+def test_scenario_small_tenure_shift_is_an_info_note(platform, platform_ref):
+    "Tenure x 1.2: significant, too small to matter: ok, with an info note naming tenure_years."
+    _, model = platform
+    prof, B = platform_ref
+    st, pts = judge(model, prof, B.with_columns(pl.col("tenure_years") * 1.2))
+    assert st["status"] == "ok", st
+    assert any(r.startswith("info: significant but small") and "tenure_years" in r for r in st["reasons"]), st["reasons"]
+
+
+def test_severity_thresholds_switch_levels(platform, platform_ref):
+    "The same freeze is only a warn when the alert thresholds are raised beyond its size, and ok with severity and PSI off."
+    tables, model = platform
+    prof, _ = platform_ref
+    X = halves(M.plant_shift(tables, "pay_freeze"))[1]
+    risk = model.predict_risk(X)
+    d, shift = M.feature_drift(prof, X, risk), M.risk_shift(prof, model, X, risk)
+    th = {"severity": {"score_alert": 50, "feature_alert": 50}, "drift": {"psi_drift": 100, "psi_warn": 100}}
+    s = M.monitor_status(M.feature_drift(prof, X, risk, th), shift=shift, thresholds=th)
+    assert s["status"] == "warn" and all(not r.startswith("alert") for r in s["reasons"]), s
+    off = {"severity": {"score_alert": None, "feature_alert": None, "score_warn": None, "feature_warn": None}, "drift": {"psi_drift": 100, "psi_warn": 100}}
+    assert M.monitor_status(M.feature_drift(prof, X, risk, off), shift=shift, thresholds=off)["status"] == "ok"
