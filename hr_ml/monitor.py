@@ -6,10 +6,10 @@
 __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHIFTS', 'ARMS', 'load_thresholds',
            'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'risk_shift',
            'read_outcomes', 'outcomes_from_tables', 'month_ends', 'score_months', 'label_months',
-           'performance_by_month', 'realized_performance', 'fairness_check', 'monitor_status', 'check_reference',
-           'load_reference', 'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance',
-           'experiment_exits', 'plot_experiment_exits', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature',
-           'plot_drifted', 'plot_performance']
+           'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
+           'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport', 'read_rows',
+           'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits', 'run_monitor',
+           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -30,7 +30,8 @@ DEFAULT_THRESHOLDS = {
     "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": None, "new_share_warn": 0.01},
     "severity": {"score_warn": 1.0, "score_alert": 2.0, "feature_warn": 0.75, "feature_alert": 1.5},   # risk points (percentage points of mean risk)
     "performance": {"min_exits": 20, "auc_drop_warn": 0.05, "auc_drop_alert": 0.10, "min_auc": 0.65,
-                    "ece_warn": 0.05, "ece_alert": 0.10},
+                    "ece_warn": 0.05, "ece_alert": 0.10,
+                    "oe_low": 0.8, "oe_high": 1.25, "oe_alpha": 0.01},
     "fairness": {"selection_rate_ratio": 0.8, "auc_difference": 0.10, "tpr_difference": 0.10, "fpr_difference": 0.10,
                  "max_abs_calibration_gap": 0.05, "alpha": 0.05, "status": "warn"},
 }
@@ -470,6 +471,34 @@ def label_months(scored:pl.DataFrame,  # from `score_months`
                   .select(*F.KEYS, "as_of").unique().with_columns(y=pl.lit(1, pl.Int8)))
     return scored.join(hits, on=[*F.KEYS, "as_of"], how="left").with_columns(pl.col("y").fill_null(0))
 
+# %% ../nbs/33_monitor.ipynb #5d5855fc
+def _poisson_p(o:int, e:float)->float:
+    "Two-sided exact Poisson test of observed count `o` against expected `e`."
+    if e <= 0: return 1.0 if o == 0 else 0.0
+    return float(min(1.0, 2 * min(stats.poisson.cdf(o, e), stats.poisson.sf(o - 1, e))))
+
+def calibration_in_the_large(labeled:pl.DataFrame, # from `label_months`: as_of, risk, y
+                             horizon_months:int=12, # the model's horizon
+                             window_months:int|None=None, # the realized window (None: the horizon)
+                             min_exits:int=10,      # months with fewer exits are pooled with the next, not shown alone
+                            )->dict:
+    "Observed vs expected exits per month (small months pooled) and overall, with exact Poisson tests."
+    w = window_months or horizon_months
+    lab = labeled.sort("as_of").with_columns(p=1 - (1 - pl.col("risk")) ** (w / horizon_months))
+    by = lab.group_by("as_of", maintain_order=True).agg(o=pl.col("y").sum(), e=pl.col("p").sum(), n=pl.len())
+    rows, acc = [], None
+    for r in by.iter_rows(named=True):
+        acc = r | {"months": [str(r["as_of"])]} if acc is None else {"o": acc["o"] + r["o"], "e": acc["e"] + r["e"], "n": acc["n"] + r["n"], "months": acc["months"] + [str(r["as_of"])]}
+        if acc["o"] >= min_exits: rows.append(acc); acc = None
+    if acc is not None and rows: last = rows.pop(); rows.append({"o": last["o"] + acc["o"], "e": last["e"] + acc["e"], "n": last["n"] + acc["n"], "months": last["months"] + acc["months"]})
+    out = [{"months": f"{r['months'][0]}" + (f" to {r['months'][-1]}" if len(r["months"]) > 1 else ""), "observed": int(r["o"]),
+            "expected": _r(r["e"]), "o_e": _r(r["o"] / r["e"]) if r["e"] > 0 else None, "p_value": _poisson_p(int(r["o"]), r["e"])} for r in rows]
+    m = by.height
+    O, E = int(by["o"].sum()), float(by["e"].sum())
+    # the same people are scored every month: the pooled count is tested as one month's worth (O/m against E/m), not as m independent months
+    return {"observed": O, "expected": _r(E), "o_e": _r(O / E) if E > 0 else None, "p_value": _poisson_p(round(O / m), E / m) if m else 1.0,
+            "months": m, "by_period": out, "min_exits": min_exits}
+
 # %% ../nbs/33_monitor.ipynb #300b1f99
 def _auc_se(a:float, n1:int, n0:int)->float:
     "Hanley–McNeil standard error of an AUC."
@@ -514,6 +543,7 @@ def realized_performance(model:AttritionModel,      # the model to judge
                          window_months:int|None=None, # realized window (<= horizon); None: the horizon
                          max_months:int=12,         # the latest this many complete months
                          k:int=5,                   # suppression
+                         min_exits:int=10,          # calibration in the large: months with fewer exits are pooled
                         )->dict:
     "Realized performance by scoring month once outcome windows have closed, or a note saying when they will."
     w = window_months or horizon_months
@@ -540,7 +570,8 @@ def realized_performance(model:AttritionModel,      # the model to judge
     note = (f"{len(months)} month(s) {months[0]} to {months[-1]}, outcomes from {source} up to {until}"
             + (f"; exits within {w} of {horizon_months} months, predicted risk converted as 1-(1-p)^({w}/{horizon_months})" if w != horizon_months else ""))
     return {**base, "available": True, "months": [str(m) for m in months], "note": note, "by_month": by,
-            "pooled": by.filter(pl.col("month") == "all").to_dicts()[0], "labeled": lab}
+            "pooled": by.filter(pl.col("month") == "all").to_dicts()[0], "labeled": lab,
+            "calibration": calibration_in_the_large(lab, horizon_months, w, max(min_exits, k))}
 
 def _date(d):
     if d is None or isinstance(d, dt.date): return d
@@ -647,6 +678,15 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
                 t = pt[f"ece_{lvl}"]
                 if t is not None and p["ece"] >= t:
                     flag("performance", lvl, f"realized ECE {p['ece']:.3f} (mean predicted {p['mean_predicted']:.3f}, observed {p['observed_rate']:.3f})"); break
+            cal = perf.get("calibration")
+            if cal and cal["o_e"] is not None and pt["oe_low"] is not None and pt["oe_high"] is not None:
+                out = lambda oe: not pt["oe_low"] <= oe <= pt["oe_high"]
+                what = lambda c, where: f"{c['observed']} exits observed {where} against {c['expected']:.1f} expected (O/E {c['o_e']:.2f}, p {c['p_value']:.2g})"
+                if out(cal["o_e"]) and cal["p_value"] < pt["oe_alpha"]: flag("performance", "alert", "calibration in the large: " + what(cal, f"over {cal['months']} month(s)"))
+                else:
+                    a = pt["oe_alpha"] / max(len(cal["by_period"]), 1)
+                    for c in cal["by_period"]:
+                        if c["o_e"] is not None and out(c["o_e"]) and c["p_value"] < a: flag("performance", "warn", "calibration in the large: " + what(c, f"in {c['months']}"))
     for fc in ([fairness] if isinstance(fairness, dict) else list(fairness or [])):
         if not fc or not fc.get("available"): continue
         if checks["fairness"] == "n/a": checks["fairness"] = "ok"

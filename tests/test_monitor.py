@@ -353,3 +353,25 @@ def test_severity_thresholds_switch_levels(platform, platform_ref):
     assert s["status"] == "warn" and all(not r.startswith("alert") for r in s["reasons"]), s
     off = {"severity": {"score_alert": None, "feature_alert": None, "score_warn": None, "feature_warn": None}, "drift": {"psi_drift": 100, "psi_warn": 100}}
     assert M.monitor_status(M.feature_drift(prof, X, risk, off), shift=shift, thresholds=off)["status"] == "ok"
+
+
+def test_scenario_exits_rising_ranking_unchanged_alerts_on_o_e(platform):
+    """Realized months of the platform, exits redrawn for the same people: at each person's own risk (a calibrated model),
+    calibration in the large raises nothing; at 1.5x each person's risk (ranking unchanged), O/E > 1.25, significant: alert."""
+    tables, model = platform
+    perf = M.realized_performance(model, tables, since=T0, window_months=6)
+    cal = perf["calibration"]
+    assert cal["observed"] == int(perf["labeled"]["y"].sum()) and all(c["observed"] >= 10 for c in cal["by_period"]), cal
+    lab = perf["labeled"]
+    p6 = 1 - (1 - lab["risk"].to_numpy()) ** 0.5
+    for seed in range(3):                                   # false alarms: outcomes drawn at the model's own risk
+        y = (np.random.default_rng(10 + seed).random(lab.height) < p6).astype(int)
+        ok = M.calibration_in_the_large(lab.with_columns(y=pl.Series(y)), 12, 6)
+        st = M.monitor_status(pl.DataFrame(schema=M._DRIFT_SCHEMA), {**perf, "calibration": ok})
+        assert 0.8 <= ok["o_e"] <= 1.25 and not any("calibration in the large" in r for r in st["reasons"]), (ok, st["reasons"])
+    for seed in range(3):
+        y = (np.random.default_rng(seed).random(lab.height) < np.clip(1.5 * p6, 0, 1)).astype(int)
+        up = M.calibration_in_the_large(lab.with_columns(y=pl.Series(y)), 12, 6)
+        st = M.monitor_status(pl.DataFrame(schema=M._DRIFT_SCHEMA), {**perf, "calibration": up})
+        assert up["o_e"] > 1.25 and st["checks"]["performance"] == "alert", (up, st)
+        assert any(r.startswith("alert: calibration in the large") for r in st["reasons"]), st["reasons"]
