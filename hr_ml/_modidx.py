@@ -438,6 +438,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'hr_ml.monitor.plot_feature': ('monitor.html#plot_feature', 'hr_ml/monitor.py'),
                                'hr_ml.monitor.plot_performance': ('monitor.html#plot_performance', 'hr_ml/monitor.py'),
                                'hr_ml.monitor.plot_psi': ('monitor.html#plot_psi', 'hr_ml/monitor.py'),
+                               'hr_ml.monitor.plot_risk_shift': ('monitor.html#plot_risk_shift', 'hr_ml/monitor.py'),
                                'hr_ml.monitor.psi': ('monitor.html#psi', 'hr_ml/monitor.py'),
                                'hr_ml.monitor.read_outcomes': ('monitor.html#read_outcomes', 'hr_ml/monitor.py'),
                                'hr_ml.monitor.read_rows': ('monitor.html#read_rows', 'hr_ml/monitor.py'),

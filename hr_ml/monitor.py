@@ -9,7 +9,7 @@ __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHI
            'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
            'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport', 'read_rows',
            'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits', 'run_monitor',
-           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance']
+           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance', 'plot_risk_shift']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -1160,5 +1160,25 @@ def plot_performance(perf:dict,            # from `realized_performance`
         for a in ax: a.set_xticks(x, [m[:7] for m in d["month"]], rotation=45, fontsize=8); a.legend(fontsize=8)
     ax[0].set_title("realized ROC-AUC by scoring month", fontsize=10)
     ax[1].set_title(f"exit rate within {perf['window_months']} months" + (" (risk converted)" if perf["converted"] else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/33_monitor.ipynb #2f0b5d0d
+def plot_risk_shift(shift:pl.DataFrame,   # from `risk_shift`
+                    thresholds:dict|None=None, # for the warn/alert lines
+                    top:int=10,           # the largest contributions shown
+                   ):
+    "Bar chart of the risk points each feature's shift adds to the mean risk, and the score's own shift."
+    st = load_thresholds(thresholds)["severity"]
+    d = shift.filter(pl.col("feature") != SCORE).sort(pl.col("points").abs(), descending=True).head(top).reverse()
+    d = pl.concat([d, shift.filter(pl.col("feature") == SCORE).with_columns(feature=pl.lit("mean risk (all)"))], how="vertical_relaxed")
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * d.height + 1.2))
+    ax.barh(d["feature"].to_list(), d["points"].to_list(), color=["tab:gray" if f == "mean risk (all)" else "tab:blue" for f in d["feature"]])
+    for key, c in (("feature_warn", "tab:orange"), ("feature_alert", "tab:red")):
+        if st[key] is not None:
+            for sgn in (-1, 1): ax.axvline(sgn * st[key], color=c, lw=0.8, ls="--")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("risk points (percentage points of mean predicted risk)")
+    ax.set_title("What moves the mean risk: each feature's shift alone", fontsize=11, loc="left")
     fig.tight_layout()
     return fig

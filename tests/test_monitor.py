@@ -132,7 +132,12 @@ def test_job_end_to_end(world, tmp_path):
     assert doc["status"] in ("warn", "alert") and doc["reasons"]
     assert {r["feature"]: r["status"] for r in doc["drift"]}["months_since_raise"] == "drift"
     assert doc["performance"]["available"] and doc["thresholds"]["drift"]["psi_drift"] == 0.25
-    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "report.html", "manifest.json", "params.yaml"):
+    pts = {r["feature"]: r["points"] for r in doc["risk_shift"]}                 # risk points per feature, and the score's
+    assert set(pts) == set(F.FEATURES) | {M.SCORE} and pts[M.SCORE] > 0, pts
+    cal = doc["performance"]["calibration"]
+    assert cal["observed"] > 0 and all(c["observed"] >= cal["min_exits"] for c in cal["by_period"]), cal
+    assert "What moves the risk" in (out / "report.html").read_text()
+    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "risk_shift.png", "report.html", "manifest.json", "params.yaml"):
         assert (out / f).exists(), f
     assert pl.read_parquet(out / "drift.parquet").height == len(F.FEATURES) + 1
     assert json.loads((out / "manifest.json").read_text())["monitor_status"] == doc["status"]
