@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHIFTS', 'ARMS', 'load_thresholds',
-           'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'read_outcomes',
-           'outcomes_from_tables', 'month_ends', 'score_months', 'label_months', 'performance_by_month',
-           'realized_performance', 'fairness_check', 'monitor_status', 'check_reference', 'load_reference',
-           'load_tables', 'RowExport', 'read_rows', 'export_date', 'row_inputs', 'row_performance', 'experiment_exits',
-           'plot_experiment_exits', 'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted',
-           'plot_performance']
+           'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'risk_shift',
+           'read_outcomes', 'outcomes_from_tables', 'month_ends', 'score_months', 'label_months',
+           'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
+           'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport', 'read_rows',
+           'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits', 'run_monitor',
+           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance', 'plot_risk_shift']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -27,9 +27,11 @@ from .suppression import complement, is_small, fewer_than
 
 # %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
-    "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": 3, "new_share_warn": 0.01},
+    "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": None, "new_share_warn": 0.01},
+    "severity": {"score_warn": 1.0, "score_alert": 2.0, "feature_warn": 0.75, "feature_alert": 1.5},   # risk points (percentage points of mean risk)
     "performance": {"min_exits": 20, "auc_drop_warn": 0.05, "auc_drop_alert": 0.10, "min_auc": 0.65,
-                    "ece_warn": 0.05, "ece_alert": 0.10},
+                    "ece_warn": 0.05, "ece_alert": 0.10,
+                    "oe_low": 0.8, "oe_high": 1.25, "oe_alpha": 0.01},
     "fairness": {"selection_rate_ratio": 0.8, "auc_difference": 0.10, "tpr_difference": 0.10, "fpr_difference": 0.10,
                  "max_abs_calibration_gap": 0.05, "alpha": 0.05, "status": "warn"},
 }
@@ -294,6 +296,101 @@ def plant_shift(tables:dict,      # canonical HRIS tables
     else: out["job_changes"] = jc
     return out
 
+# %% ../nbs/33_monitor.ipynb #a1aa0623
+def _to_reference(ref:dict, s:pl.Series, rng)->pl.Series:
+    "The column `s` moved onto the reference distribution with the least change: numbers by rank, categories by reassigning the excess."
+    if ref["kind"] == "categorical":
+        v = s.cast(pl.String).to_numpy().astype(object)
+        seen, n = set(ref["seen"]), len(v)
+        key = np.array([MISSING if x is None else x if x in ref["props"] else OTHER if x in seen else NEW for x in v], dtype=object)
+        cells = [c for c in ref["props"]] + [MISSING]
+        want = {c: ref["props"].get(c, 0.0) * n for c in ref["props"]} | {MISSING: ref["missing"] * n}
+        have = {c: int((key == c).sum()) for c in set(key) | set(cells)}
+        free = []                                              # rows of over-represented cells, to be moved
+        for c, h in have.items():
+            extra = h - int(round(want.get(c, 0.0)))
+            if extra > 0: free += list(rng.choice(np.flatnonzero(key == c), extra, replace=False))
+        free, out, i = rng.permutation(np.array(free, dtype=int)), v.copy(), 0
+        pool = {c: [x for x in ref["seen"] if x not in ref["props"]] for c in [OTHER]}
+        for c in cells:
+            need = int(round(want.get(c, 0.0))) - have.get(c, 0)
+            for j in free[i:i + max(need, 0)]:
+                out[j] = None if c == MISSING else (rng.choice(pool[OTHER]) if c == OTHER and pool[OTHER] else c)
+            i += max(need, 0)
+        return pl.Series(s.name, [None if x is None else str(x) for x in out], dtype=pl.String).cast(s.dtype)
+    v = s.cast(pl.Float64).to_numpy().astype(np.float64)
+    ok = np.isfinite(v)
+    if ok.sum() == 0: return s
+    sk = np.asarray(ref["sketch"], float)
+    r = (stats.rankdata(v[ok], method="ordinal") - 0.5) / ok.sum()              # rank of each current value
+    out = v.copy(); out[ok] = np.interp(r, (np.arange(len(sk)) + 0.5) / len(sk), sk)   # the reference value of that rank
+    if s.dtype.is_integer(): out[ok] = np.round(out[ok])
+    return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
+
+def risk_shift(profile:dict,          # from `reference_profile`
+               model:AttritionModel,   # the model
+               X_new:pl.DataFrame,     # the new population's features
+               risk_new:np.ndarray|None=None, # the model's risk for X_new; None: scored here
+               seed:int=0,             # which rows move when a categorical feature is moved back
+              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), mean_risk_ref, mean_risk_new
+    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference; and the score's own shift."
+    risk_new = model.predict_risk(X_new) if risk_new is None else np.asarray(risk_new, float).ravel()
+    base, rng, rows = float(risk_new.mean()), np.random.default_rng(seed), []
+    for f, ref in profile["features"].items():
+        back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
+        rows.append({"feature": f, "points": 100 * (base - float(back.mean()))})
+    rows.append({"feature": SCORE, "points": 100 * (base - profile["score"]["mean"])})
+    return pl.DataFrame(rows).with_columns(mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base))
+
+# %% ../nbs/33_monitor.ipynb #98688964
+def _to_reference(ref:dict, s:pl.Series, rng)->pl.Series:
+    "The column `s` moved onto the reference distribution with the least change: numbers by rank, categories by reassigning the excess."
+    if ref["kind"] == "categorical":
+        v = s.cast(pl.String).to_numpy().astype(object)
+        seen, n = set(ref["seen"]), len(v)
+        key = np.array([MISSING if x is None else x if x in ref["props"] else OTHER if x in seen else NEW for x in v], dtype=object)
+        cells = [c for c in ref["props"]] + [MISSING]
+        want = {c: ref["props"].get(c, 0.0) * n for c in ref["props"]} | {MISSING: ref["missing"] * n}
+        have = {c: int((key == c).sum()) for c in set(key) | set(cells)}
+        free = []                                              # rows of over-represented cells, to be moved
+        for c, h in have.items():
+            extra = h - int(round(want.get(c, 0.0)))
+            if extra > 0: free += list(rng.choice(np.flatnonzero(key == c), extra, replace=False))
+        free, out, i = rng.permutation(np.array(free, dtype=int)), v.copy(), 0
+        pool = {c: [x for x in ref["seen"] if x not in ref["props"]] for c in [OTHER]}
+        for c in cells:
+            need = int(round(want.get(c, 0.0))) - have.get(c, 0)
+            for j in free[i:i + max(need, 0)]:
+                out[j] = None if c == MISSING else (rng.choice(pool[OTHER]) if c == OTHER and pool[OTHER] else c)
+            i += max(need, 0)
+        return pl.Series(s.name, [None if x is None else str(x) for x in out], dtype=pl.String).cast(s.dtype)
+    v = s.cast(pl.Float64).to_numpy().astype(np.float64)
+    ok = np.isfinite(v)
+    if ok.sum() == 0: return s
+    sk = np.asarray(ref["sketch"], float)
+    r = (stats.rankdata(v[ok], method="ordinal") - 0.5) / ok.sum()              # rank of each current value
+    out = v.copy(); out[ok] = np.interp(r, (np.arange(len(sk)) + 0.5) / len(sk), sk)   # the reference value of that rank
+    if s.dtype.is_integer(): out[ok] = np.round(out[ok])
+    return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
+
+def risk_shift(profile:dict,          # from `reference_profile`
+               model:AttritionModel,   # the model
+               X_new:pl.DataFrame,     # the new population's features
+               risk_new:np.ndarray|None=None, # the model's risk for X_new; None: scored here
+               seed:int=0,             # which rows move when a categorical feature is moved back
+              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), mean_risk_ref, mean_risk_new
+    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference; and the score's own shift."
+    miss = [f for f in profile["features"] if f not in X_new.columns]
+    if miss: raise HRDataError(f"new data lacks feature column(s) {', '.join(miss)} of the reference profile; pass the columns the model was trained on")
+    if X_new.height == 0: raise HRDataError("the new data has no rows to compare; check the data and as_of (nobody employed then?)")
+    risk_new = model.predict_risk(X_new) if risk_new is None else np.asarray(risk_new, float).ravel()
+    base, rng, rows = float(risk_new.mean()), np.random.default_rng(seed), []
+    for f, ref in profile["features"].items():
+        back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
+        rows.append({"feature": f, "points": 100 * (base - float(back.mean()))})
+    rows.append({"feature": SCORE, "points": 100 * (base - profile["score"]["mean"])})
+    return pl.DataFrame(rows).with_columns(mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base))
+
 # %% ../nbs/33_monitor.ipynb #76175ad8
 def read_outcomes(src, # a CSV/Parquet file of exits, or a DataFrame
                  )->pl.DataFrame:
@@ -374,6 +471,34 @@ def label_months(scored:pl.DataFrame,  # from `score_months`
                   .select(*F.KEYS, "as_of").unique().with_columns(y=pl.lit(1, pl.Int8)))
     return scored.join(hits, on=[*F.KEYS, "as_of"], how="left").with_columns(pl.col("y").fill_null(0))
 
+# %% ../nbs/33_monitor.ipynb #5d5855fc
+def _poisson_p(o:int, e:float)->float:
+    "Two-sided exact Poisson test of observed count `o` against expected `e`."
+    if e <= 0: return 1.0 if o == 0 else 0.0
+    return float(min(1.0, 2 * min(stats.poisson.cdf(o, e), stats.poisson.sf(o - 1, e))))
+
+def calibration_in_the_large(labeled:pl.DataFrame, # from `label_months`: as_of, risk, y
+                             horizon_months:int=12, # the model's horizon
+                             window_months:int|None=None, # the realized window (None: the horizon)
+                             min_exits:int=10,      # months with fewer exits are pooled with the next, not shown alone
+                            )->dict:
+    "Observed vs expected exits per month (small months pooled) and overall, with exact Poisson tests."
+    w = window_months or horizon_months
+    lab = labeled.sort("as_of").with_columns(p=1 - (1 - pl.col("risk")) ** (w / horizon_months))
+    by = lab.group_by("as_of", maintain_order=True).agg(o=pl.col("y").sum(), e=pl.col("p").sum(), n=pl.len())
+    rows, acc = [], None
+    for r in by.iter_rows(named=True):
+        acc = r | {"months": [str(r["as_of"])]} if acc is None else {"o": acc["o"] + r["o"], "e": acc["e"] + r["e"], "n": acc["n"] + r["n"], "months": acc["months"] + [str(r["as_of"])]}
+        if acc["o"] >= min_exits: rows.append(acc); acc = None
+    if acc is not None and rows: last = rows.pop(); rows.append({"o": last["o"] + acc["o"], "e": last["e"] + acc["e"], "n": last["n"] + acc["n"], "months": last["months"] + acc["months"]})
+    out = [{"months": f"{r['months'][0]}" + (f" to {r['months'][-1]}" if len(r["months"]) > 1 else ""), "observed": int(r["o"]),
+            "expected": _r(r["e"]), "o_e": _r(r["o"] / r["e"]) if r["e"] > 0 else None, "p_value": _poisson_p(int(r["o"]), r["e"])} for r in rows]
+    m = by.height
+    O, E = int(by["o"].sum()), float(by["e"].sum())
+    # the same people are scored every month: the pooled count is tested as one month's worth (O/m against E/m), not as m independent months
+    return {"observed": O, "expected": _r(E), "o_e": _r(O / E) if E > 0 else None, "p_value": _poisson_p(round(O / m), E / m) if m else 1.0,
+            "months": m, "by_period": out, "min_exits": min_exits}
+
 # %% ../nbs/33_monitor.ipynb #300b1f99
 def _auc_se(a:float, n1:int, n0:int)->float:
     "Hanley–McNeil standard error of an AUC."
@@ -418,6 +543,7 @@ def realized_performance(model:AttritionModel,      # the model to judge
                          window_months:int|None=None, # realized window (<= horizon); None: the horizon
                          max_months:int=12,         # the latest this many complete months
                          k:int=5,                   # suppression
+                         min_exits:int=10,          # calibration in the large: months with fewer exits are pooled
                         )->dict:
     "Realized performance by scoring month once outcome windows have closed, or a note saying when they will."
     w = window_months or horizon_months
@@ -444,7 +570,8 @@ def realized_performance(model:AttritionModel,      # the model to judge
     note = (f"{len(months)} month(s) {months[0]} to {months[-1]}, outcomes from {source} up to {until}"
             + (f"; exits within {w} of {horizon_months} months, predicted risk converted as 1-(1-p)^({w}/{horizon_months})" if w != horizon_months else ""))
     return {**base, "available": True, "months": [str(m) for m in months], "note": note, "by_month": by,
-            "pooled": by.filter(pl.col("month") == "all").to_dicts()[0], "labeled": lab}
+            "pooled": by.filter(pl.col("month") == "all").to_dicts()[0], "labeled": lab,
+            "calibration": calibration_in_the_large(lab, horizon_months, w, max(min_exits, k))}
 
 def _date(d):
     if d is None or isinstance(d, dt.date): return d
@@ -494,11 +621,28 @@ def fairness_check(risk:np.ndarray,           # scores of the new population
 # %% ../nbs/33_monitor.ipynb #b2648491
 _LEVEL = {"ok": 0, "warn": 1, "alert": 2}
 
+def _pct(p): return f"{100 * p:.1f}%"
+
+def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:list):
+    "Flag the drift check by the risk points of significant shifts; a significant shift too small to flag becomes an info note."
+    sig = dict(zip(drift_df["feature"], drift_df["significant"])) if drift_df.height else {}
+    ref, new = shift["mean_risk_ref"][0], shift["mean_risk_new"][0]
+    for r in shift.sort(pl.col("points").abs(), descending=True).iter_rows(named=True):
+        f, pts, score = r["feature"], r["points"], r["feature"] == SCORE
+        if not sig.get(f): continue
+        w, a = (st["score_warn"], st["score_alert"]) if score else (st["feature_warn"], st["feature_alert"])
+        lvl = "alert" if a is not None and abs(pts) >= a else "warn" if w is not None and abs(pts) >= w else None
+        what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({pts:+.1f} points)" if score else
+                f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
+        if lvl: flag("drift", lvl, what)
+        else: reasons.append(f"info: significant but small: {what}")
+
 def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
                    perf:dict|None=None,        # from `realized_performance`
                    fairness:dict|list|None=None, # from `fairness_check` (or a list of them)
                    thresholds:dict|None=None,  # `load_thresholds(...)`; None: the defaults
                    expected:dict|None=None,    # the model's out-of-fold metrics (roc_auc) to compare realized ones with
+                   shift:pl.DataFrame|None=None, # from `risk_shift`: the drift check's level follows these sizes
                   )->dict:
     "Overall status (ok / warn / alert) with reasons, and the level of each check."
     th = load_thresholds(thresholds)
@@ -513,6 +657,7 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
     n_drift = drift_df.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).height
     fa = th["drift"]["features_alert"]
     if fa is not None and n_drift >= fa: flag("drift", "alert", f"{n_drift} features at drift (alert from {fa})")
+    if shift is not None and shift.height: _severity(shift, drift_df, th["severity"], flag, reasons)
     pt = th["performance"]
     if perf and not perf.get("available"): reasons.append(f"info: realized performance not yet measurable: {perf.get('note')}")
     if perf and perf.get("available"):
@@ -533,6 +678,15 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
                 t = pt[f"ece_{lvl}"]
                 if t is not None and p["ece"] >= t:
                     flag("performance", lvl, f"realized ECE {p['ece']:.3f} (mean predicted {p['mean_predicted']:.3f}, observed {p['observed_rate']:.3f})"); break
+            cal = perf.get("calibration")
+            if cal and cal["o_e"] is not None and pt["oe_low"] is not None and pt["oe_high"] is not None:
+                out = lambda oe: not pt["oe_low"] <= oe <= pt["oe_high"]
+                what = lambda c, where: f"{c['observed']} exits observed {where} against {c['expected']:.1f} expected (O/E {c['o_e']:.2f}, p {c['p_value']:.2g})"
+                if out(cal["o_e"]) and cal["p_value"] < pt["oe_alpha"]: flag("performance", "alert", "calibration in the large: " + what(cal, f"over {cal['months']} month(s)"))
+                else:
+                    a = pt["oe_alpha"] / max(len(cal["by_period"]), 1)
+                    for c in cal["by_period"]:
+                        if c["o_e"] is not None and out(c["o_e"]) and c["p_value"] < a: flag("performance", "warn", "calibration in the large: " + what(c, f"in {c['months']}"))
     for fc in ([fairness] if isinstance(fairness, dict) else list(fairness or [])):
         if not fc or not fc.get("available"): continue
         if checks["fairness"] == "n/a": checks["fairness"] = "ok"
@@ -823,7 +977,7 @@ def _few(res:dict, k:int, th:dict, expected=None)->dict:
     st["reasons"] = [r for r in st["reasons"] if not r.startswith("ok: ")] + [
         f"info: {fewer_than(k)} people in the new data (k = {k}): their scores, feature means and shares are suppressed, and drift is not assessed"]
     if st["status"] == "ok": st["reasons"].insert(0, "ok: no finding beyond the thresholds; drift and the fairness of the current scores not assessed")
-    return {**res, "n": fewer_than(k), "suppressed": True, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
+    return {**res, "n": fewer_than(k), "suppressed": True, "shift": None, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
 
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
@@ -867,10 +1021,11 @@ def run_monitor(model:AttritionModel,       # the model
         fair["realized"] = fairness_check(conv(lab["risk"].to_numpy()), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           groups=(lab["tenant_id"] + "/" + lab["employee_id"]).to_numpy(), cuts=tuple(conv(cuts)), k=k,
                                           n_boot=n_boot, seed=seed, thresholds=th_r)
-    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
+    shift = risk_shift(profile, model, X, risk, seed=seed)
+    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift)
     exp = None if assignments is None else experiment_exits(assignments, outcomes_from_tables(tables) if outcomes is None else read_outcomes(outcomes), perf["until"], k=k)
     return _few({"experiment": exp, "as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
-                 "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
+                 "shift": shift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
 
 def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
     "`run_monitor` for a one-row-per-employee export: the same checks, outcomes from its target column as one period."
@@ -887,10 +1042,11 @@ def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
         th_r = copy.deepcopy(th); th_r["fairness"]["selection_rate_ratio"] = None   # selection rates are judged on the current scores
         fair["realized"] = fairness_check(lab["risk"].to_numpy(), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th_r)
-    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"))
+    shift = risk_shift(profile, model, X, risk, seed=seed)
+    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift)
     status["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     res = {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
-           "drift": drift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
+           "drift": drift, "shift": shift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}
     out = _few(res, k, th, meta.get("expected"))
     if out is not res: out["status"]["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     return out
@@ -915,7 +1071,8 @@ def write_outputs(res:dict,           # from `run_monitor`
            "as_of": res["as_of"], **({"as_of_note": res["as_of_note"]} if res.get("as_of_note") else {}), "data_end": res["data_end"], "n": res["n"], "data": source, "model": info,
            "reference": {"as_of": ref.get("as_of"), "n": ref["n"], "k": ref["k"], **{k: v for k, v in ref.get("meta", {}).items()}},
            "score": {"mean": float(np.mean(res["risk"])) if len(res["risk"]) else None, "mean_ref": ref["score"]["mean"]},
-           "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(), "performance": perf, "fairness": fair}
+           "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(),
+           "risk_shift": None if res.get("shift") is None else res["shift"].select("feature", "points").to_dicts(), "performance": perf, "fairness": fair}
     if res.get("experiment"):
         ex = res["experiment"]
         doc["experiment"] = {**{k: v for k, v in ex.items() if k != "by_month"}, "by_month": ex["by_month"].to_dicts()}
@@ -1003,5 +1160,25 @@ def plot_performance(perf:dict,            # from `realized_performance`
         for a in ax: a.set_xticks(x, [m[:7] for m in d["month"]], rotation=45, fontsize=8); a.legend(fontsize=8)
     ax[0].set_title("realized ROC-AUC by scoring month", fontsize=10)
     ax[1].set_title(f"exit rate within {perf['window_months']} months" + (" (risk converted)" if perf["converted"] else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/33_monitor.ipynb #2f0b5d0d
+def plot_risk_shift(shift:pl.DataFrame,   # from `risk_shift`
+                    thresholds:dict|None=None, # for the warn/alert lines
+                    top:int=10,           # the largest contributions shown
+                   ):
+    "Bar chart of the risk points each feature's shift adds to the mean risk, and the score's own shift."
+    st = load_thresholds(thresholds)["severity"]
+    d = shift.filter(pl.col("feature") != SCORE).sort(pl.col("points").abs(), descending=True).head(top).reverse()
+    d = pl.concat([d, shift.filter(pl.col("feature") == SCORE).with_columns(feature=pl.lit("mean risk (all)"))], how="vertical_relaxed")
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * d.height + 1.2))
+    ax.barh(d["feature"].to_list(), d["points"].to_list(), color=["tab:gray" if f == "mean risk (all)" else "tab:blue" for f in d["feature"]])
+    for key, c in (("feature_warn", "tab:orange"), ("feature_alert", "tab:red")):
+        if st[key] is not None:
+            for sgn in (-1, 1): ax.axvline(sgn * st[key], color=c, lw=0.8, ls="--")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("risk points (percentage points of mean predicted risk)")
+    ax.set_title("What moves the mean risk: each feature's shift alone", fontsize=11, loc="left")
     fig.tight_layout()
     return fig

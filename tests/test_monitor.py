@@ -132,7 +132,12 @@ def test_job_end_to_end(world, tmp_path):
     assert doc["status"] in ("warn", "alert") and doc["reasons"]
     assert {r["feature"]: r["status"] for r in doc["drift"]}["months_since_raise"] == "drift"
     assert doc["performance"]["available"] and doc["thresholds"]["drift"]["psi_drift"] == 0.25
-    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "report.html", "manifest.json", "params.yaml"):
+    pts = {r["feature"]: r["points"] for r in doc["risk_shift"]}                 # risk points per feature, and the score's
+    assert set(pts) == set(F.FEATURES) | {M.SCORE} and pts[M.SCORE] > 0, pts
+    cal = doc["performance"]["calibration"]
+    assert cal["observed"] > 0 and all(c["observed"] >= cal["min_exits"] for c in cal["by_period"]), cal
+    assert "What moves the risk" in (out / "report.html").read_text()
+    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "risk_shift.png", "report.html", "manifest.json", "params.yaml"):
         assert (out / f).exists(), f
     assert pl.read_parquet(out / "drift.parquet").height == len(F.FEATURES) + 1
     assert json.loads((out / "manifest.json").read_text())["monitor_status"] == doc["status"]
@@ -264,3 +269,114 @@ def test_one_row_and_hris_mixed_up_one_line(world, row_run, tmp_path):
     msg = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
     assert len(msg) <= 2 and "one CSV or Parquet file" in msg[-1], msg
     assert not (tmp_path / "runs" / "monitor").exists() or not list((tmp_path / "runs" / "monitor").iterdir())
+
+
+# ================================================================ scenarios (issue 18): the status follows the size of the effect
+# A 4,000-employee, 10-tenant HRIS; the reference is a random half of the employees at END, the new data the other half
+# with a planted change. The status must follow how much a shift moves the model's mean risk, not how many features moved.
+@pytest.fixture(scope="module")
+def platform():
+    tables, _ = generate(4000, 10, seed=3)
+    model = quick_model(tables, T0)
+    return tables, model
+
+
+def halves(tables, seed=5):
+    cur = F.build_features(tables, END)
+    h = pl.Series(np.random.default_rng(seed).permutation(cur.height) < cur.height // 2)
+    return cur.filter(h).select(F.FEATURES), cur.filter(~h).select(F.FEATURES)
+
+
+def judge(model, prof, X):
+    risk = model.predict_risk(X)
+    shift = M.risk_shift(prof, model, X, risk)
+    return M.monitor_status(M.feature_drift(prof, X, risk), shift=shift), dict(zip(shift["feature"], shift["points"]))
+
+
+@pytest.fixture(scope="module")
+def platform_ref(platform):
+    tables, model = platform
+    A, B = halves(tables)
+    return M.reference_profile(A, model.predict_risk(A), model.feature_names_, as_of=END), B
+
+
+def test_scenario_no_drift_ok_over_seeds(platform):
+    "Random halves of the same employees, 6 split seeds: no warn and no alert (the false-alarm check)."
+    tables, model = platform
+    got = []
+    for s in range(6):
+        A, B = halves(tables, 100 + s)
+        st, pts = judge(model, M.reference_profile(A, model.predict_risk(A), model.feature_names_, as_of=END), B)
+        got.append(st["status"])
+        assert max(abs(v) for f, v in pts.items() if f != M.SCORE) < M.DEFAULT_THRESHOLDS["severity"]["feature_warn"], pts
+    assert got == ["ok"] * 6, got
+
+
+def test_scenario_pay_freeze_alerts_on_months_since_raise(platform, platform_ref):
+    tables, model = platform
+    prof, _ = platform_ref
+    st, pts = judge(model, prof, halves(M.plant_shift(tables, "pay_freeze"))[1])
+    assert st["status"] == "alert", st
+    assert pts["months_since_raise"] >= 1.5 and pts[M.SCORE] >= 2, pts                     # risk points
+    assert any(r.startswith("alert: the shift of months_since_raise alone raises mean risk") for r in st["reasons"]), st["reasons"]
+
+
+def test_scenario_overtime_rise_alerts(platform, platform_ref):
+    _, model = platform
+    prof, B = platform_ref
+    st, pts = judge(model, prof, B.with_columns(pl.col("overtime_ratio") + 0.1))           # everyone 10 points more overtime
+    assert st["status"] == "alert" and any("overtime_ratio alone raises" in r for r in st["reasons"]), st
+    assert max(pts, key=lambda f: pts[f] if f != M.SCORE else -1) == "overtime_ratio", pts
+
+
+def test_scenario_new_department_warns(platform, platform_ref):
+    "15% of staff moved to a department never seen: at least warn, naming the department."
+    tables, model = platform
+    prof, _ = platform_ref
+    st, _ = judge(model, prof, halves(M.plant_shift(tables, "new_department", share=0.15))[1])
+    assert st["status"] in ("warn", "alert") and any("department" in r for r in st["reasons"]), st
+
+
+def test_scenario_small_tenure_shift_is_an_info_note(platform, platform_ref):
+    "Tenure x 1.2: significant, too small to matter: ok, with an info note naming tenure_years."
+    _, model = platform
+    prof, B = platform_ref
+    st, pts = judge(model, prof, B.with_columns(pl.col("tenure_years") * 1.2))
+    assert st["status"] == "ok", st
+    assert any(r.startswith("info: significant but small") and "tenure_years" in r for r in st["reasons"]), st["reasons"]
+
+
+def test_severity_thresholds_switch_levels(platform, platform_ref):
+    "The same freeze is only a warn when the alert thresholds are raised beyond its size, and ok with severity and PSI off."
+    tables, model = platform
+    prof, _ = platform_ref
+    X = halves(M.plant_shift(tables, "pay_freeze"))[1]
+    risk = model.predict_risk(X)
+    d, shift = M.feature_drift(prof, X, risk), M.risk_shift(prof, model, X, risk)
+    th = {"severity": {"score_alert": 50, "feature_alert": 50}, "drift": {"psi_drift": 100, "psi_warn": 100}}
+    s = M.monitor_status(M.feature_drift(prof, X, risk, th), shift=shift, thresholds=th)
+    assert s["status"] == "warn" and all(not r.startswith("alert") for r in s["reasons"]), s
+    off = {"severity": {"score_alert": None, "feature_alert": None, "score_warn": None, "feature_warn": None}, "drift": {"psi_drift": 100, "psi_warn": 100}}
+    assert M.monitor_status(M.feature_drift(prof, X, risk, off), shift=shift, thresholds=off)["status"] == "ok"
+
+
+def test_scenario_exits_rising_ranking_unchanged_alerts_on_o_e(platform):
+    """Realized months of the platform, exits redrawn for the same people: at each person's own risk (a calibrated model),
+    calibration in the large raises nothing; at 1.5x each person's risk (ranking unchanged), O/E > 1.25, significant: alert."""
+    tables, model = platform
+    perf = M.realized_performance(model, tables, since=T0, window_months=6)
+    cal = perf["calibration"]
+    assert cal["observed"] == int(perf["labeled"]["y"].sum()) and all(c["observed"] >= 10 for c in cal["by_period"]), cal
+    lab = perf["labeled"]
+    p6 = 1 - (1 - lab["risk"].to_numpy()) ** 0.5
+    for seed in range(3):                                   # false alarms: outcomes drawn at the model's own risk
+        y = (np.random.default_rng(10 + seed).random(lab.height) < p6).astype(int)
+        ok = M.calibration_in_the_large(lab.with_columns(y=pl.Series(y)), 12, 6)
+        st = M.monitor_status(pl.DataFrame(schema=M._DRIFT_SCHEMA), {**perf, "calibration": ok})
+        assert 0.8 <= ok["o_e"] <= 1.25 and not any("calibration in the large" in r for r in st["reasons"]), (ok, st["reasons"])
+    for seed in range(3):
+        y = (np.random.default_rng(seed).random(lab.height) < np.clip(1.5 * p6, 0, 1)).astype(int)
+        up = M.calibration_in_the_large(lab.with_columns(y=pl.Series(y)), 12, 6)
+        st = M.monitor_status(pl.DataFrame(schema=M._DRIFT_SCHEMA), {**perf, "calibration": up})
+        assert up["o_e"] > 1.25 and st["checks"]["performance"] == "alert", (up, st)
+        assert any(r.startswith("alert: calibration in the large") for r in st["reasons"]), st["reasons"]
