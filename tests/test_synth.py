@@ -183,7 +183,7 @@ def test_intervention_assignment(pay_review):
 def test_intervention_truth_shapes(pay_review):
     "Negative where planted, 0 for the low bucket and the fairly paid, strongest in the high bucket; exact, JSON-ready."
     t = json.loads(json.dumps(pay_review[1]["intervention"]))
-    assert t["start"] == "2024-09-01" and t["kind"] == "pay_review" and t["horizon_months"] == 12 and t["hazard_months_simulated"] == 12
+    assert t["start"] == "2024-07-01" and t["kind"] == "pay_review" and t["horizon_months"] == 12 and t["hazard_months_simulated"] == 12
     for o in ("voluntary", "any_exit"):
         e = t["effects"][o]["itt"]
         assert e["bucket"]["low"] == 0 and e["driver_group"]["not_underpaid"] == 0
