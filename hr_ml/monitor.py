@@ -296,52 +296,6 @@ def plant_shift(tables:dict,      # canonical HRIS tables
     else: out["job_changes"] = jc
     return out
 
-# %% ../nbs/33_monitor.ipynb #a1aa0623
-def _to_reference(ref:dict, s:pl.Series, rng)->pl.Series:
-    "The column `s` moved onto the reference distribution with the least change: numbers by rank, categories by reassigning the excess."
-    if ref["kind"] == "categorical":
-        v = s.cast(pl.String).to_numpy().astype(object)
-        seen, n = set(ref["seen"]), len(v)
-        key = np.array([MISSING if x is None else x if x in ref["props"] else OTHER if x in seen else NEW for x in v], dtype=object)
-        cells = [c for c in ref["props"]] + [MISSING]
-        want = {c: ref["props"].get(c, 0.0) * n for c in ref["props"]} | {MISSING: ref["missing"] * n}
-        have = {c: int((key == c).sum()) for c in set(key) | set(cells)}
-        free = []                                              # rows of over-represented cells, to be moved
-        for c, h in have.items():
-            extra = h - int(round(want.get(c, 0.0)))
-            if extra > 0: free += list(rng.choice(np.flatnonzero(key == c), extra, replace=False))
-        free, out, i = rng.permutation(np.array(free, dtype=int)), v.copy(), 0
-        pool = {c: [x for x in ref["seen"] if x not in ref["props"]] for c in [OTHER]}
-        for c in cells:
-            need = int(round(want.get(c, 0.0))) - have.get(c, 0)
-            for j in free[i:i + max(need, 0)]:
-                out[j] = None if c == MISSING else (rng.choice(pool[OTHER]) if c == OTHER and pool[OTHER] else c)
-            i += max(need, 0)
-        return pl.Series(s.name, [None if x is None else str(x) for x in out], dtype=pl.String).cast(s.dtype)
-    v = s.cast(pl.Float64).to_numpy().astype(np.float64)
-    ok = np.isfinite(v)
-    if ok.sum() == 0: return s
-    sk = np.asarray(ref["sketch"], float)
-    r = (stats.rankdata(v[ok], method="ordinal") - 0.5) / ok.sum()              # rank of each current value
-    out = v.copy(); out[ok] = np.interp(r, (np.arange(len(sk)) + 0.5) / len(sk), sk)   # the reference value of that rank
-    if s.dtype.is_integer(): out[ok] = np.round(out[ok])
-    return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
-
-def risk_shift(profile:dict,          # from `reference_profile`
-               model:AttritionModel,   # the model
-               X_new:pl.DataFrame,     # the new population's features
-               risk_new:np.ndarray|None=None, # the model's risk for X_new; None: scored here
-               seed:int=0,             # which rows move when a categorical feature is moved back
-              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), mean_risk_ref, mean_risk_new
-    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference; and the score's own shift."
-    risk_new = model.predict_risk(X_new) if risk_new is None else np.asarray(risk_new, float).ravel()
-    base, rng, rows = float(risk_new.mean()), np.random.default_rng(seed), []
-    for f, ref in profile["features"].items():
-        back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
-        rows.append({"feature": f, "points": 100 * (base - float(back.mean()))})
-    rows.append({"feature": SCORE, "points": 100 * (base - profile["score"]["mean"])})
-    return pl.DataFrame(rows).with_columns(mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base))
-
 # %% ../nbs/33_monitor.ipynb #98688964
 def _to_reference(ref:dict, s:pl.Series, rng)->pl.Series:
     "The column `s` moved onto the reference distribution with the least change: numbers by rank, categories by reassigning the excess."
