@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHIFTS', 'ARMS', 'load_thresholds',
            'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'risk_shift',
-           'read_outcomes', 'outcomes_from_tables', 'month_ends', 'score_months', 'label_months',
-           'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
+           'company_profiles', 'mix_drift', 'read_outcomes', 'outcomes_from_tables', 'month_ends', 'score_months',
+           'label_months', 'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
            'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport', 'read_rows',
            'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits', 'run_monitor',
            'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance', 'plot_risk_shift']
@@ -137,6 +137,7 @@ def reference_profile(X:pl.DataFrame,          # the reference population's feat
                       sketch:int=1000,          # quantiles kept per numeric feature for the KS test
                       as_of=None,               # the date the population was taken (monitoring's realized months start after it)
                       meta:dict|None=None,      # anything else to keep: source, horizon_months, cuts, expected (out-of-fold metrics)
+                      tenants=None,             # one company id per row: adds per-company summaries (companies of k people or more), so monitoring can tell customer mix from drift
                      )->dict:
     "A privacy-safe summary of the features and scores of a reference population, the yardstick for drift."
     features = list(X.columns) if features is None else list(features)
@@ -147,8 +148,10 @@ def reference_profile(X:pl.DataFrame,          # the reference population's feat
     if not np.isfinite(risk).all() or (risk < 0).any() or (risk > 1).any(): raise HRDataError("risk must lie in [0, 1] without NaN; pass model.predict_risk(X)")
     if X.height < max(2 * k, 20): raise HRDataError(f"reference data has {X.height} rows; a profile needs at least {max(2 * k, 20)} people")
     feats = {f: _cat_profile(X[f], k) if _is_cat(X[f]) else _num_profile(X[f], bins, sketch) for f in features}
-    return {"format": _FORMAT, "as_of": None if as_of is None else str(as_of), "n": X.height, "k": k, "bins": bins,
+    prof = {"format": _FORMAT, "as_of": None if as_of is None else str(as_of), "n": X.height, "k": k, "bins": bins,
             "features": feats, "score": _num_profile(pl.Series(SCORE, risk), bins, sketch), "meta": _jsonable(dict(meta or {}))}
+    if tenants is not None: prof["companies"] = company_profiles(prof, X, risk, tenants)
+    return prof
 
 def save_profile(profile:dict,    # from `reference_profile`
                  path:Path|str,   # file to write, e.g. run_dir/'reference_profile.json'
@@ -226,15 +229,16 @@ _DRIFT_SCHEMA = {"feature": pl.String, "kind": pl.String, "status": pl.String, "
                  "statistic": pl.Float64, "p_value": pl.Float64, "significant": pl.Boolean, "missing_ref": pl.Float64,
                  "missing_new": pl.Float64, "mean_ref": pl.Float64, "mean_new": pl.Float64, "median_ref": pl.Float64,
                  "median_new": pl.Float64, "top_change": pl.String, "new_categories": pl.List(pl.String), "new_share": pl.Float64,
-                 "note": pl.String}
+                 "psi_within": pl.Float64, "psi_mix": pl.Float64, "p_within": pl.Float64, "companies_moved": pl.Int64, "note": pl.String}
 
 # %% ../nbs/33_monitor.ipynb #8855c302
 def feature_drift(profile:dict,          # from `reference_profile` / `load_profile`
                   X_new:pl.DataFrame,     # the new population's features
                   risk_new:np.ndarray,    # the model's risk for those rows
                   thresholds:dict|None=None, # `load_thresholds(...)` or a partial dict; None: the defaults
+                  mix:dict|None=None,     # from `mix_drift`: when available, status and significance follow the drift inside companies
                  )->pl.DataFrame:
-    "Per feature and for the score: PSI, KS or χ² with p-value, and a status (ok / warn / drift)."
+    "Per feature and for the score: PSI, KS or χ² with p-value, and a status (ok / warn / drift), judged inside companies when `mix` says how."
     th = load_thresholds(thresholds)["drift"]
     miss = [f for f in profile["features"] if f not in X_new.columns]
     if miss: raise HRDataError(f"new data lacks feature column(s) {', '.join(miss)} of the reference profile; pass the columns the model was trained on")
@@ -250,12 +254,19 @@ def feature_drift(profile:dict,          # from `reference_profile` / `load_prof
         rows.append({"feature": f, "kind": ref["kind"], **r})
     rows.append({"feature": SCORE, "kind": "score", **_num_drift(profile["score"], pl.Series(SCORE, risk_new), profile["k"])})
     a = th["alpha"] / len(rows)
+    wi = {w["feature"]: w for w in mix["features"].to_dicts()} if mix and mix.get("available") else {}
     for r in rows:
-        r["significant"] = r["p_value"] is not None and r["p_value"] < a
-        lvl = "drift" if r["psi"] >= th["psi_drift"] else "warn" if r["psi"] >= th["psi_warn"] else "ok"
+        w = wi.get(r["feature"])
+        if w: r.update(psi_within=w["psi_within"], psi_mix=w["psi_mix"], p_within=w["p_within"], companies_moved=w["companies_moved"])
+        r["significant"] = w["significant_within"] if w else r["p_value"] is not None and r["p_value"] < a
+        v = w["psi_within"] if w else r["psi"]                  # inside companies when known: customer mix alone never drifts
+        lvl = "drift" if v >= th["psi_drift"] else "warn" if v >= th["psi_warn"] else "ok"
         r["status"], notes = (lvl if r["significant"] else "ok"), []
-        if lvl != "ok" and not r["significant"]: notes.append(f"PSI {r['psi']:.2f} but not significant (p {r['p_value']:.2g}): too few people to tell")
+        if lvl != "ok" and not r["significant"]:
+            notes.append(f"PSI {v:.2f} inside companies but not significant across companies (p {w['p_within'] if w['p_within'] is not None else float('nan'):.2g})" if w
+                         else f"PSI {r['psi']:.2f} but not significant (p {r['p_value']:.2g}): too few people to tell")
         big, p_new = r.pop("_new_big", 0), r.pop("_new_p", 1.0)
+        if w: big, p_new = (w["new_share_within"] or 0), (w["p_within"] if w["p_within"] is not None else 1.0)   # new categories inside companies
         if r.get("new_categories"): notes.append("new categories: " + ", ".join(r["new_categories"]))
         if big and th["new_share_warn"] is not None and big >= th["new_share_warn"] and p_new < a and r["status"] == "ok": r["status"] = "warn"
         r["note"] = "; ".join(notes) or None
@@ -332,18 +343,247 @@ def risk_shift(profile:dict,          # from `reference_profile`
                X_new:pl.DataFrame,     # the new population's features
                risk_new:np.ndarray|None=None, # the model's risk for X_new; None: scored here
                seed:int=0,             # which rows move when a categorical feature is moved back
-              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), mean_risk_ref, mean_risk_new
-    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference; and the score's own shift."
+               tenants=None,           # one company id per row of X_new: with a profile holding company summaries, each company is moved back to its own reference
+              )->pl.DataFrame: # feature, points (risk points: 1 = one percentage point of mean risk), points_total, points_mix, mean_risk_ref, mean_risk_new
+    "Per feature, the risk points its shift adds to the mean predicted risk: current mean risk minus the mean with that feature moved back to the reference (inside each company when companies are known); and the score's own shift."
     miss = [f for f in profile["features"] if f not in X_new.columns]
     if miss: raise HRDataError(f"new data lacks feature column(s) {', '.join(miss)} of the reference profile; pass the columns the model was trained on")
     if X_new.height == 0: raise HRDataError("the new data has no rows to compare; check the data and as_of (nobody employed then?)")
     risk_new = model.predict_risk(X_new) if risk_new is None else np.asarray(risk_new, float).ravel()
     base, rng, rows = float(risk_new.mean()), np.random.default_rng(seed), []
+    within = _matched(profile, tenants, X_new.height)
     for f, ref in profile["features"].items():
         back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
-        rows.append({"feature": f, "points": 100 * (base - float(back.mean()))})
-    rows.append({"feature": SCORE, "points": 100 * (base - profile["score"]["mean"])})
-    return pl.DataFrame(rows).with_columns(mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base))
+        total = 100 * (base - float(back.mean()))
+        if within:
+            inw = model.predict_risk(X_new.with_columns(_within_back(profile, f, X_new[f], within["inv"], within["tids"], rng)))
+            rows.append({"feature": f, "points": 100 * (base - float(inw.mean())), "points_total": total, "points_mix": None})
+        else: rows.append({"feature": f, "points": total, "points_total": total, "points_mix": None})
+    total = 100 * (base - profile["score"]["mean"])
+    if within:
+        mix = 100 * (_mean_mix(profile, risk_new, within) - profile["score"]["mean"])
+        rows.append({"feature": SCORE, "points": total - mix, "points_total": total, "points_mix": mix})
+    else: rows.append({"feature": SCORE, "points": total, "points_total": total, "points_mix": None})
+    return pl.DataFrame(rows, schema={"feature": pl.String, "points": pl.Float64, "points_total": pl.Float64, "points_mix": pl.Float64}).with_columns(
+        mean_risk_ref=pl.lit(profile["score"]["mean"]), mean_risk_new=pl.lit(base), within=pl.lit(bool(within)))
+
+# %% ../nbs/33_monitor.ipynb #e187577f
+def _codes(ref:dict, s:pl.Series)->np.ndarray:
+    "Numeric values as bin codes of the profile's edges: 0 = missing, 1.. = bins (low to high)."
+    v = s.cast(pl.Float64).to_numpy().astype(np.float64)
+    ok = np.isfinite(v)
+    c = np.zeros(len(v), np.int64)
+    c[ok] = np.searchsorted(np.asarray(ref["edges"], float), v[ok]) + 1
+    return c
+
+def _groups(c:np.ndarray, k:int)->np.ndarray:
+    "Last code of each run of adjacent codes holding no one or at least `k` people (a remainder under k merges back until it holds k)."
+    ends, sums, acc = [], [], 0
+    for i, x in enumerate(c):
+        if acc == 0 and x == 0:                   # empty codes make their own run: a value moving there is seen
+            if sums and sums[-1] == 0 and ends[-1] == i - 1: ends[-1] = i
+            else: ends.append(i); sums.append(0)
+            continue
+        acc += x
+        if acc >= k: ends.append(i); sums.append(acc); acc = 0
+    if acc: ends.append(len(c) - 1); sums.append(acc)
+    elif ends[-1] != len(c) - 1: ends.append(len(c) - 1); sums.append(0)
+    while len(sums) > 1 and 0 < sums[-1] < k:     # the last run holds 1 to k-1 people: merge it into the runs before it
+        ends, sums = ends[:-2] + [ends[-1]], sums[:-2] + [sums[-2] + sums[-1]]
+    return np.array(ends)
+
+def _tally(codes:np.ndarray, inv:np.ndarray, n_c:int, n_codes:int)->np.ndarray:
+    "People per company (rows) and code (columns)."
+    m = np.zeros((n_c, n_codes), np.int64)
+    np.add.at(m, (inv, codes), 1)
+    return m
+
+def _cat_key(s:pl.Series)->np.ndarray:
+    return np.array([MISSING if x is None else x for x in s.cast(pl.String).to_list()], dtype=object)
+
+def company_profiles(profile:dict,     # from `reference_profile` (its edges and categories are reused)
+                     X:pl.DataFrame,    # the reference population's features
+                     risk:np.ndarray,   # their risk
+                     tenants,           # one company id per row
+                    )->dict:
+    "Per company of at least k people: size, mean risk and each feature's distribution in runs of bins that hold k people or more each."
+    k, t = profile["k"], np.asarray(pl.Series(tenants).cast(pl.String).to_list(), dtype=object)
+    if len(t) != X.height: raise HRDataError(f"tenants has {len(t)} values but X has {X.height} rows; pass one company id per row")
+    uniq, inv, cnt = np.unique(t, return_inverse=True, return_counts=True)
+    big = np.flatnonzero(cnt >= k)
+    risk = np.asarray(risk, float).ravel()
+    by = {str(uniq[i]): {"n": int(cnt[i]), "risk": _r(float(risk[inv == i].mean())), "f": {}} for i in big}
+    cols = {**{f: X[f] for f in profile["features"]}, SCORE: pl.Series(SCORE, risk)}
+    for f, s in cols.items():
+        ref = profile["score"] if f == SCORE else profile["features"][f]
+        if ref["kind"] == "categorical":
+            key = _cat_key(s)
+            for i in big:
+                vals, m = np.unique(key[inv == i], return_counts=True)
+                counts = dict(zip(vals.tolist(), m.tolist()))
+                pooled = _pool(counts, k)
+                cells = {c: int(x) for c, x in counts.items() if c not in pooled}
+                if pooled: cells[OTHER] = int(sum(counts[c] for c in pooled))
+                by[str(uniq[i])]["f"][f] = {"cells": cells}
+        else:
+            tab = _tally(_codes(ref, s), inv, len(uniq), len(ref["edges"]) + 2)
+            for i in big:
+                ends = _groups(tab[i], k)
+                by[str(uniq[i])]["f"][f] = {"ends": ends.tolist(), "n": np.add.reduceat(tab[i], np.r_[0, ends[:-1] + 1]).tolist()}
+    return {"k": k, "n_companies": len(uniq), "n_small_companies": int(len(uniq) - len(big)), "by": by,
+            "small": sorted(str(u) for u, c in zip(uniq, cnt) if c < k)}     # ids only: companies too small to summarise
+
+def _wttest(d:np.ndarray, w:np.ndarray)->tuple:
+    "Weighted mean of company-level changes and its two-sided p-value, with the spread between companies as the noise (t, G-1 df)."
+    g, sw = len(d), w.sum()
+    m = float((w * d).sum() / sw)
+    if g < 2: return m, None
+    se = math.sqrt(g / (g - 1) * float((w ** 2 * (d - m) ** 2).sum())) / sw
+    if se == 0: return m, 1.0 if m == 0 else 0.0
+    return m, float(2 * stats.t.sf(abs(m / se), g - 1))
+
+def _split(ends, n, gp:np.ndarray)->np.ndarray:
+    "A company's run counts spread over the global bins in proportion to the reference's global shares."
+    out, a = np.zeros(len(gp)), 0
+    for e, x in zip(ends, n):
+        sl = slice(a, e + 1); share = gp[sl]
+        out[sl] = x * (share / share.sum() if share.sum() > 0 else np.full(e + 1 - a, 1 / (e + 1 - a)))
+        a = e + 1
+    return out
+
+def _matched(profile:dict, tenants, n:int)->dict|None:
+    "Companies of the new rows and which are in the profile; None without company summaries, ids, or at least two companies in both."
+    by = (profile.get("companies") or {}).get("by")
+    if tenants is None or not by: return None
+    t = np.asarray(pl.Series(tenants).cast(pl.String).to_list(), dtype=object)
+    if len(t) != n: raise HRDataError(f"tenants has {len(t)} values but the new data has {n} rows; pass one company id per row")
+    uniq, inv, cnt = np.unique(t, return_inverse=True, return_counts=True)
+    tids = [str(u) for u in uniq]
+    matched = np.array([u in by for u in tids])
+    return {"tids": tids, "inv": inv, "cnt": cnt, "matched": matched} if matched.sum() >= 2 else None
+
+def _mean_mix(profile:dict, risk:np.ndarray, w:dict)->float:
+    "Mean risk of the new population had the companies in both kept their reference risk: the customer mix alone."
+    by, mean_c = profile["companies"]["by"], np.bincount(w["inv"], weights=risk) / w["cnt"]
+    ref_c = np.array([by[u]["risk"] if m else x for u, m, x in zip(w["tids"], w["matched"], mean_c)])
+    return float((ref_c * w["cnt"]).sum() / w["cnt"].sum())
+
+def mix_drift(profile:dict,          # from `reference_profile`, with company summaries (`tenants=` given)
+              X_new:pl.DataFrame,     # the new population's features
+              risk_new:np.ndarray,    # their risk
+              tenants_new,            # one company id per new row
+              thresholds:dict|None=None, # `load_thresholds(...)`; None: the defaults
+             )->dict:
+    "Customer mix versus drift inside companies: per feature and for the score, PSI inside the companies in both populations, PSI of the mix alone, and a company-clustered test."
+    th = load_thresholds(thresholds)["drift"]
+    comp = profile.get("companies")
+    if not comp: return {"available": False, "note": "the reference profile holds no company summaries (written before monitoring told customer mix from drift, or without company ids): drift is judged on everyone pooled; retrain to tell mix from drift"}
+    risk_new = np.asarray(risk_new, float).ravel()
+    w = _matched(profile, tenants_new, X_new.height)
+    if w is None:
+        return {"available": False, "note": f"fewer than two companies of the new data are in the reference ({comp['n_companies']} companies there): "
+                                           "customer mix cannot be told from drift, so drift is judged on everyone pooled"}
+    k, by, inv, cnt, matched = comp["k"], comp["by"], w["inv"], w["cnt"], w["matched"]
+    uniq = np.array(w["tids"], dtype=object)
+    n_all, n_m = X_new.height, int(cnt[matched].sum())
+    left = sorted(set(by) - set(w["tids"]))
+    small = np.array([u in set(comp.get("small", [])) for u in uniq], bool)     # known, but under k people in the reference
+    summ = {"companies_ref": comp["n_companies"], "companies_new": len(uniq), "matched": int(matched.sum()),
+            "joined": int((~matched & ~small).sum()), "small_then": int(small.sum()), "left": len(left), "n_new": n_all, "n_matched": n_m,
+            "n_joined": int(cnt[~matched & ~small].sum()), "n_small_then": int(cnt[small].sum()),
+            "share_matched": _r(n_m / n_all), "small_ref_companies": comp["n_small_companies"]}
+    mean_c = np.bincount(inv, weights=risk_new) / cnt
+    ref_c = np.array([by[u]["risk"] if m else np.nan for u, m in zip(uniq, matched)])
+    mean_mix = _mean_mix(profile, risk_new, w)
+    summ.update(mean_risk_ref=profile["score"]["mean"], mean_risk_mix=_r(mean_mix), mean_risk_new=_r(float(risk_new.mean())),
+                points_mix=_r(100 * (mean_mix - profile["score"]["mean"])), points_within=_r(100 * (float(risk_new.mean()) - mean_mix)))
+    mi = np.flatnonzero(matched)
+    rows, moved_by = [], {str(uniq[i]): [] for i in mi}
+    cols = {**{f: X_new[f] for f in profile["features"]}, SCORE: pl.Series(SCORE, risk_new)}
+    for f, s in cols.items():
+        ref = profile["score"] if f == SCORE else profile["features"][f]
+        row = {"feature": f, "kind": "score" if f == SCORE else ref["kind"], "psi_within": None, "psi_mix": None, "p_within": None, "companies_moved": 0, "new_share_within": None, "note": None}
+        if ref["kind"] == "categorical":
+            key = _cat_key(s); known = set(ref["seen"]) | {MISSING}
+            names = sorted({c for i in mi for c in by[str(uniq[i])]["f"][f]["cells"]} | {OTHER, NEW})
+            R, Q, D = np.zeros(len(names)), np.zeros(len(names)), []
+            for i in mi:
+                cells, m = by[str(uniq[i])]["f"][f]["cells"], cnt[i]
+                vals, c = np.unique(key[inv == i], return_counts=True)
+                q = dict.fromkeys(names, 0)
+                for v, x in zip(vals.tolist(), c.tolist()):
+                    q[v if v in cells else OTHER if v in known else NEW] += x
+                nr = sum(cells.values())
+                p = np.array([cells.get(c, 0) / nr for c in names]); qq = np.array([q[c] / m for c in names])
+                R += m * p; Q += m * qq; D.append(qq - p)
+                if _chi2(p * nr, qq * m)["p_value"] < 0.01 and psi(p, qq) >= th["psi_warn"]: moved_by[str(uniq[i])].append(f)
+            D = np.array(D).reshape(len(mi), len(names))
+            if len(mi):
+                tests = [_wttest(D[:, j], cnt[mi].astype(float)) for j in range(len(names))]
+                ps = [p for _, p in tests if p is not None]
+                row["p_within"] = min(1.0, min(ps) * len(ps)) if ps else None
+                j = int(np.argmax(np.abs([m for m, _ in tests])))
+                row["note"] = f"inside companies: {names[j]} {tests[j][0]:+.1%} of staff"
+                row["psi_within"] = psi(R / n_m, Q / n_m)
+                row["new_share_within"] = float(Q[names.index(NEW)] / n_m)
+        else:
+            codes = _codes(ref, s)
+            gp = np.r_[ref["missing"], ref["props"]]
+            tab = _tally(codes, inv, len(uniq), len(gp))
+            R, D = np.zeros(len(gp)), []
+            for i in mi:
+                e = by[str(uniq[i])]["f"][f]; ends, nr = np.asarray(e["ends"]), np.asarray(e["n"], float)
+                R += cnt[i] * _split(ends, nr, gp) / nr.sum()
+                qn = np.add.reduceat(tab[i], np.r_[0, ends[:-1] + 1]).astype(float)
+                pr = nr / nr.sum(); pit = np.cumsum(pr) - pr / 2          # mid-rank of each run in the company's reference
+                D.append(float((qn * pit).sum() / cnt[i]) - 0.5)
+                if _chi2(nr, qn)["p_value"] < 0.01 and psi(pr, qn / cnt[i]) >= th["psi_warn"]: moved_by[str(uniq[i])].append(f)
+            if len(mi):
+                Q = tab[mi].sum(axis=0)
+                row["psi_within"] = psi(R / n_m, Q / n_m)
+                d, row["p_within"] = _wttest(np.array(D), cnt[mi].astype(float))
+                row["note"] = f"inside companies: {'higher' if d > 0 else 'lower'} values (mean rank {d:+.2f} of the company's reference)"
+            mix = R + tab[~matched].sum(axis=0)
+            row["psi_mix"] = psi(gp, mix / n_all)
+        rows.append(row)
+    for r in rows: r["companies_moved"] = sum(r["feature"] in v for v in moved_by.values())
+    a = th["alpha"] / max(len(rows), 1)
+    for r in rows: r["significant_within"] = r["p_within"] is not None and r["p_within"] < a
+    feats = pl.DataFrame(rows, schema={"feature": pl.String, "kind": pl.String, "psi_within": pl.Float64, "psi_mix": pl.Float64,
+                                       "p_within": pl.Float64, "significant_within": pl.Boolean, "companies_moved": pl.Int64, "new_share_within": pl.Float64, "note": pl.String}, strict=False)
+    comp_rows = [{"tenant_id": str(u), "n": int(c), "in_reference": bool(m), "mean_risk_ref": None if not m else float(ref_c[i]),
+                  "mean_risk_new": float(mean_c[i]), "points": None if not m else 100 * float(mean_c[i] - ref_c[i]),
+                  "features_moved": moved_by.get(str(u), [])}
+                 for i, (u, c, m) in enumerate(zip(uniq, cnt, matched)) if c >= k]       # companies under k people are not shown
+    summ["shown_companies"], summ["hidden_companies"] = len(comp_rows), int((cnt < k).sum())
+    return {"available": True, "k": k, "summary": summ, "features": feats,
+            "by_company": pl.DataFrame(comp_rows, schema={"tenant_id": pl.String, "n": pl.Int64, "in_reference": pl.Boolean, "mean_risk_ref": pl.Float64,
+                                                         "mean_risk_new": pl.Float64, "points": pl.Float64, "features_moved": pl.List(pl.String)}, strict=False)}
+
+def _company_ref(ref:dict, e:dict, q:int=200)->dict:
+    "One company's reference distribution of a feature in the form `_to_reference` takes (numbers: a sketch drawn from the global one run by run)."
+    if ref["kind"] == "categorical":
+        cells = e["cells"]; tot = sum(cells.values())
+        return {"kind": "categorical", "props": {c: x / tot for c, x in cells.items() if c != MISSING}, "seen": ref["seen"], "missing": cells.get(MISSING, 0) / tot}
+    gp, sk, edges = np.r_[ref["missing"], ref["props"]], np.asarray(ref["sketch"], float), np.asarray(ref["edges"], float)
+    w = _split(np.asarray(e["ends"]), np.asarray(e["n"], float), gp)[1:]
+    bin_of = np.searchsorted(edges, sk)
+    out = []
+    for j, x in enumerate(w):
+        m, vals = int(round(q * x / max(w.sum(), 1e-12))), sk[bin_of == j]
+        if m and len(vals): out.append(np.quantile(vals, (np.arange(m) + 0.5) / m))
+    return {"kind": "numeric", "sketch": np.sort(np.concatenate(out)) if out else sk}
+
+def _within_back(profile:dict, f:str, s:pl.Series, inv:np.ndarray, tids:list, rng)->pl.Series:
+    "Column `s` with each reference company's rows moved onto that company's own reference distribution (other rows unchanged)."
+    ref, by = profile["features"][f], profile["companies"]["by"]
+    out = s.to_list()
+    for i, tid in enumerate(tids):
+        if tid not in by: continue
+        rows = np.flatnonzero(inv == i)
+        back = _to_reference(_company_ref(ref, by[tid]["f"][f]), s.gather(rows), rng).to_list()
+        for r, v in zip(rows, back): out[r] = v
+    return pl.Series(s.name, out, dtype=s.dtype, strict=False)
 
 # %% ../nbs/33_monitor.ipynb #76175ad8
 def read_outcomes(src, # a CSV/Parquet file of exits, or a DataFrame
@@ -577,19 +817,43 @@ _LEVEL = {"ok": 0, "warn": 1, "alert": 2}
 
 def _pct(p): return f"{100 * p:.1f}%"
 
-def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:list):
-    "Flag the drift check by the risk points of significant shifts; a significant shift too small to flag becomes an info note."
+def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:list, mix:dict|None=None, alpha:float=0.01):
+    "Flag the drift check by the risk points of significant shifts (Bonferroni over features); a shift too small to flag, significant at `alpha` alone, becomes an info note."
     sig = dict(zip(drift_df["feature"], drift_df["significant"])) if drift_df.height else {}
+    pv = {r["feature"]: r["p_within"] if r.get("p_within") is not None else r["p_value"] for r in drift_df.iter_rows(named=True)}
+    moved = dict(zip(drift_df["feature"], drift_df["companies_moved"])) if drift_df.height and "companies_moved" in drift_df.columns else {}
     ref, new = shift["mean_risk_ref"][0], shift["mean_risk_new"][0]
+    inside = bool(mix and mix.get("available") and "within" in shift.columns and shift["within"][0])
+    both = mix["summary"]["matched"] if inside else 0
     for r in shift.sort(pl.col("points").abs(), descending=True).iter_rows(named=True):
         f, pts, score = r["feature"], r["points"], r["feature"] == SCORE
-        if not sig.get(f): continue
+        if not sig.get(f) and not (pv.get(f) is not None and pv[f] < alpha): continue
         w, a = (st["score_warn"], st["score_alert"]) if score else (st["feature_warn"], st["feature_alert"])
         lvl = "alert" if a is not None and abs(pts) >= a else "warn" if w is not None and abs(pts) >= w else None
-        what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({pts:+.1f} points)" if score else
-                f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
-        if lvl: flag("drift", lvl, what)
-        else: reasons.append(f"info: significant but small: {what}")
+        if inside and score:
+            what = (f"inside the {both} companies in both, mean predicted risk moved {pts:+.1f} points (overall from {_pct(ref)} to {_pct(new)}, "
+                    f"of which customer mix {r['points_mix']:+.1f} points)")
+        elif inside:
+            what = (f"the shift of {f} inside companies (clearly in {moved.get(f) or 0} of {both}) alone {'raises' if pts > 0 else 'lowers'} mean risk "
+                    f"by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
+        else:
+            what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({pts:+.1f} points)" if score else
+                    f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
+        if lvl and sig.get(f): flag("drift", lvl, what)
+        elif not lvl: reasons.append(f"info: significant but small: {what}")
+
+def _mix_reasons(mix:dict)->list:
+    "Customer mix in words: who joined and left, and how much the mix alone moves mean risk."
+    s, k = mix["summary"], mix.get("k", 5)
+    co = lambda m: f"{m} compan{'y' if m == 1 else 'ies'}"
+    joined = (f"{co(s['joined'])} joined ({fewer_than(k) if is_small(s['n_joined'], k) else format(s['n_joined'], ',')} people" + ("" if is_small(s["n_joined"], k) else f", {s['n_joined'] / s['n_new']:.0%} of the staff now") + ")"
+              if s["joined"] else "no company joined")
+    small = f", {co(s['small_then'])} had fewer than {k} people in the reference (not followed)" if s.get("small_then") else ""
+    out = [f"info: customer mix: {joined}, {s['left']} left, {s['matched']} are in both{small}; the mix alone moves mean risk from {_pct(s['mean_risk_ref'])} "
+           f"to {_pct(s['mean_risk_mix'])} ({s['points_mix']:+.1f} points), changes inside companies {s['points_within']:+.1f} points; drift is judged inside the companies in both"]
+    if s["share_matched"] < 0.5:
+        out.append(f"info: only {s['share_matched']:.0%} of the staff now work for companies in the reference: drift among the others cannot be judged until the model is retrained with them")
+    return out
 
 def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
                    perf:dict|None=None,        # from `realized_performance`
@@ -597,6 +861,7 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
                    thresholds:dict|None=None,  # `load_thresholds(...)`; None: the defaults
                    expected:dict|None=None,    # the model's out-of-fold metrics (roc_auc) to compare realized ones with
                    shift:pl.DataFrame|None=None, # from `risk_shift`: the drift check's level follows these sizes
+                   mix:dict|None=None,          # from `mix_drift`: customer mix reported as info, drift judged inside companies
                   )->dict:
     "Overall status (ok / warn / alert) with reasons, and the level of each check."
     th = load_thresholds(thresholds)
@@ -604,14 +869,17 @@ def monitor_status(drift_df:pl.DataFrame,      # from `feature_drift`
     def flag(check, lvl, why):
         reasons.append(f"{lvl}: {why}")
         if _LEVEL[lvl] > _LEVEL.get(checks[check], 0): checks[check] = lvl
+    if mix and mix.get("available"): reasons.extend(_mix_reasons(mix))
+    elif mix and mix.get("note"): reasons.append(f"info: {mix['note']}")
     for r in drift_df.filter(pl.col("status") != "ok").sort("psi", descending=True).iter_rows(named=True):
+        wi = "" if r.get("psi_within") is None else f"PSI {r['psi_within']:.2f} inside the companies in both, "
         if r["kind"] == "score":
-            flag("drift", "alert" if r["status"] == "drift" else "warn", f"score distribution shifted (PSI {r['psi']:.2f}, mean {r['mean_ref']:.3f} -> {r['mean_new']:.3f})")
-        else: flag("drift", "warn", f"feature {r['feature']} at {r['status']} (PSI {r['psi']:.2f})" + (f"; {r['note']}" if r["note"] else ""))
+            flag("drift", "alert" if r["status"] == "drift" else "warn", f"score distribution shifted ({wi}PSI {r['psi']:.2f} overall, mean {r['mean_ref']:.3f} -> {r['mean_new']:.3f})")
+        else: flag("drift", "warn", f"feature {r['feature']} at {r['status']} ({wi}PSI {r['psi']:.2f} overall)" + (f"; {r['note']}" if r["note"] else ""))
     n_drift = drift_df.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).height
     fa = th["drift"]["features_alert"]
     if fa is not None and n_drift >= fa: flag("drift", "alert", f"{n_drift} features at drift (alert from {fa})")
-    if shift is not None and shift.height: _severity(shift, drift_df, th["severity"], flag, reasons)
+    if shift is not None and shift.height: _severity(shift, drift_df, th["severity"], flag, reasons, mix, th["drift"]["alpha"])
     pt = th["performance"]
     if perf and not perf.get("available"): reasons.append(f"info: realized performance not yet measurable: {perf.get('note')}")
     if perf and perf.get("available"):
@@ -931,7 +1199,7 @@ def _few(res:dict, k:int, th:dict, expected=None)->dict:
     st["reasons"] = [r for r in st["reasons"] if not r.startswith("ok: ")] + [
         f"info: {fewer_than(k)} people in the new data (k = {k}): their scores, feature means and shares are suppressed, and drift is not assessed"]
     if st["status"] == "ok": st["reasons"].insert(0, "ok: no finding beyond the thresholds; drift and the fairness of the current scores not assessed")
-    return {**res, "n": fewer_than(k), "suppressed": True, "shift": None, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
+    return {**res, "n": fewer_than(k), "suppressed": True, "shift": None, "mix": None, "X": res["X"].clear(), "risk": np.zeros(0), "drift": drift, "fairness": fair, "status": st}
 
 def run_monitor(model:AttritionModel,       # the model
                 profile:dict,               # its reference profile
@@ -963,7 +1231,8 @@ def run_monitor(model:AttritionModel,       # the model
     _need_features(snap, model)
     X = snap.select(model.feature_names_)
     risk = model.predict_risk(X)
-    drift = feature_drift(profile, X, risk, th)
+    mix = mix_drift(profile, X, risk, snap["tenant_id"], th)             # customer mix versus drift inside companies
+    drift = feature_drift(profile, X, risk, th, mix=mix)
     perf = realized_performance(model, tables, outcomes, since=profile.get("as_of"), until=outcomes_until,
                                 horizon_months=horizon, window_months=window_months, k=k)
     prot = snap.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$"))
@@ -975,11 +1244,11 @@ def run_monitor(model:AttritionModel,       # the model
         fair["realized"] = fairness_check(conv(lab["risk"].to_numpy()), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           groups=(lab["tenant_id"] + "/" + lab["employee_id"]).to_numpy(), cuts=tuple(conv(cuts)), k=k,
                                           n_boot=n_boot, seed=seed, thresholds=th_r)
-    shift = risk_shift(profile, model, X, risk, seed=seed)
-    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift)
+    shift = risk_shift(profile, model, X, risk, seed=seed, tenants=snap["tenant_id"] if mix["available"] else None)
+    status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift, mix)
     exp = None if assignments is None else experiment_exits(assignments, outcomes_from_tables(tables) if outcomes is None else read_outcomes(outcomes), perf["until"], k=k)
     return _few({"experiment": exp, "as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
-                 "shift": shift, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
+                 "shift": shift, "mix": mix, "performance": perf, "fairness": fair, "status": status, "thresholds": th, "reference": profile}, k, th, meta.get("expected"))
 
 def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
     "`run_monitor` for a one-row-per-employee export: the same checks, outcomes from its target column as one period."
@@ -1005,6 +1274,12 @@ def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
     if out is not res: out["status"]["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     return out
 
+def _mix_doc(mix:dict|None)->dict|None:
+    "The customer-mix split for monitor.json: the summary, and companies of at least k people (others are not listed)."
+    if not mix: return None
+    if not mix.get("available"): return {"available": False, "note": mix.get("note")}
+    return {"available": True, "summary": mix["summary"], "companies": mix["by_company"].sort("points", descending=True, nulls_last=True).to_dicts()}
+
 def write_outputs(res:dict,           # from `run_monitor`
                   out:Path|str,       # the run folder
                   info:dict|None=None, # where the model came from (`load_reference`)
@@ -1026,7 +1301,8 @@ def write_outputs(res:dict,           # from `run_monitor`
            "reference": {"as_of": ref.get("as_of"), "n": ref["n"], "k": ref["k"], **{k: v for k, v in ref.get("meta", {}).items()}},
            "score": {"mean": float(np.mean(res["risk"])) if len(res["risk"]) else None, "mean_ref": ref["score"]["mean"]},
            "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(),
-           "risk_shift": None if res.get("shift") is None else res["shift"].select("feature", "points").to_dicts(), "performance": perf, "fairness": fair}
+           "risk_shift": None if res.get("shift") is None else res["shift"].select("feature", "points", "points_total", "points_mix").to_dicts(),
+           "mix": _mix_doc(res.get("mix")), "performance": perf, "fairness": fair}
     if res.get("experiment"):
         ex = res["experiment"]
         doc["experiment"] = {**{k: v for k, v in ex.items() if k != "by_month"}, "by_month": ex["by_month"].to_dicts()}

@@ -272,8 +272,9 @@ def test_one_row_and_hris_mixed_up_one_line(world, row_run, tmp_path):
 
 
 # ================================================================ scenarios (issue 18): the status follows the size of the effect
-# A 4,000-employee, 10-tenant HRIS; the reference is a random half of the employees at END, the new data the other half
-# with a planted change. The status must follow how much a shift moves the model's mean risk, not how many features moved.
+# A 4,000-employee, 10-tenant HRIS; the reference is a random half of the employees at END (with their companies), the new
+# data the other half with a planted change. The status must follow how much a shift inside companies moves the model's
+# mean risk, not how many features moved, and a change of customer mix alone must not raise the status.
 @pytest.fixture(scope="module")
 def platform():
     tables, _ = generate(4000, 10, seed=3)
@@ -284,48 +285,86 @@ def platform():
 def halves(tables, seed=5):
     cur = F.build_features(tables, END)
     h = pl.Series(np.random.default_rng(seed).permutation(cur.height) < cur.height // 2)
-    return cur.filter(h).select(F.FEATURES), cur.filter(~h).select(F.FEATURES)
+    return cur.filter(h), cur.filter(~h)
 
 
-def judge(model, prof, X):
+def profile_of(model, A):
+    X = A.select(F.FEATURES)
+    return M.reference_profile(X, model.predict_risk(X), model.feature_names_, as_of=END, tenants=A["tenant_id"])
+
+
+def judge(model, prof, B):
+    "Status, risk points per feature, and the mix split of new rows B (features and tenant_id), as run_monitor judges them."
+    X = B.select(F.FEATURES)
     risk = model.predict_risk(X)
-    shift = M.risk_shift(prof, model, X, risk)
-    return M.monitor_status(M.feature_drift(prof, X, risk), shift=shift), dict(zip(shift["feature"], shift["points"]))
+    mix = M.mix_drift(prof, X, risk, B["tenant_id"])
+    shift = M.risk_shift(prof, model, X, risk, tenants=B["tenant_id"] if mix["available"] else None)
+    st = M.monitor_status(M.feature_drift(prof, X, risk, mix=mix), shift=shift, mix=mix)
+    return st, dict(zip(shift["feature"], shift["points"])), mix
 
 
 @pytest.fixture(scope="module")
 def platform_ref(platform):
     tables, model = platform
     A, B = halves(tables)
-    return M.reference_profile(A, model.predict_risk(A), model.feature_names_, as_of=END), B
+    return profile_of(model, A), B
 
 
 def test_scenario_no_drift_ok_over_seeds(platform):
-    "Random halves of the same employees, 6 split seeds: no warn and no alert (the false-alarm check)."
+    "Random halves of the same employees (so random splits inside every company), 6 split seeds: no warn and no alert."
     tables, model = platform
     got = []
     for s in range(6):
         A, B = halves(tables, 100 + s)
-        st, pts = judge(model, M.reference_profile(A, model.predict_risk(A), model.feature_names_, as_of=END), B)
+        st, pts, mix = judge(model, profile_of(model, A), B)
         got.append(st["status"])
+        assert mix["available"] and mix["summary"]["matched"] >= 5, mix
         assert max(abs(v) for f, v in pts.items() if f != M.SCORE) < M.DEFAULT_THRESHOLDS["severity"]["feature_warn"], pts
     assert got == ["ok"] * 6, got
+
+
+def test_scenario_customer_mix_only_is_ok_and_reported(platform):
+    """Companies 1-7 in the reference; now companies 4-10 (3 left, 3 joined), plus 3 companies of another world under new ids:
+    pooled, the new mix looks like drift; inside the companies in both nothing changed: ok, with the mix change reported."""
+    tables, model = platform
+    other, _ = generate(3000, 6, seed=8)
+    cur_o = F.build_features(other, END).with_columns(tenant_id=pl.lit("NEW-") + pl.col("tenant_id"))
+    A, B = halves(tables)
+    tids = sorted(A["tenant_id"].unique().to_list())
+    ref = A.filter(pl.col("tenant_id").is_in(tids[:7]))
+    new = pl.concat([B.filter(pl.col("tenant_id").is_in(tids[3:])), cur_o.select(B.columns)])
+    prof = profile_of(model, ref)
+    X, risk = new.select(F.FEATURES), model.predict_risk(new.select(F.FEATURES))
+    pooled = M.monitor_status(M.feature_drift(prof, X, risk), shift=M.risk_shift(prof, model, X, risk))
+    assert pooled["status"] != "ok", pooled                     # what the monitor said before it told mix from drift
+    st, pts, mix = judge(model, prof, new)
+    assert st["status"] == "ok", st
+    s = mix["summary"]
+    assert s["left"] >= 1 and s["joined"] >= 3 and s["matched"] >= 2, s
+    info = [r for r in st["reasons"] if r.startswith("info: customer mix")]
+    assert info and f"{s['left']} left" in info[0] and "the mix alone moves mean risk" in info[0], st["reasons"]
+    # every company listed has k people or more, and companies joined carry no reference figures
+    bc = mix["by_company"]
+    assert bc["n"].min() >= 5 and bc.filter(~pl.col("in_reference"))["mean_risk_ref"].null_count() == bc.filter(~pl.col("in_reference")).height
 
 
 def test_scenario_pay_freeze_alerts_on_months_since_raise(platform, platform_ref):
     tables, model = platform
     prof, _ = platform_ref
-    st, pts = judge(model, prof, halves(M.plant_shift(tables, "pay_freeze"))[1])
+    st, pts, mix = judge(model, prof, halves(M.plant_shift(tables, "pay_freeze"))[1])
     assert st["status"] == "alert", st
-    assert pts["months_since_raise"] >= 1.5 and pts[M.SCORE] >= 2, pts                     # risk points
-    assert any(r.startswith("alert: the shift of months_since_raise alone raises mean risk") for r in st["reasons"]), st["reasons"]
+    assert pts["months_since_raise"] >= 1.5 and pts[M.SCORE] >= 2, pts                     # risk points inside companies
+    r = [r for r in st["reasons"] if r.startswith("alert: the shift of months_since_raise inside companies")]
+    assert r and "raises mean risk" in r[0], st["reasons"]
+    n = mix["features"].filter(pl.col("feature") == "months_since_raise")["companies_moved"][0]
+    assert 1 <= n <= mix["summary"]["matched"] and f"clearly in {n} of {mix['summary']['matched']}" in r[0], r
 
 
 def test_scenario_overtime_rise_alerts(platform, platform_ref):
     _, model = platform
     prof, B = platform_ref
-    st, pts = judge(model, prof, B.with_columns(pl.col("overtime_ratio") + 0.1))           # everyone 10 points more overtime
-    assert st["status"] == "alert" and any("overtime_ratio alone raises" in r for r in st["reasons"]), st
+    st, pts, _ = judge(model, prof, B.with_columns(pl.col("overtime_ratio") + 0.1))           # everyone 10 points more overtime
+    assert st["status"] == "alert" and any("overtime_ratio inside companies" in r and "raises" in r for r in st["reasons"]), st
     assert max(pts, key=lambda f: pts[f] if f != M.SCORE else -1) == "overtime_ratio", pts
 
 
@@ -333,31 +372,75 @@ def test_scenario_new_department_warns(platform, platform_ref):
     "15% of staff moved to a department never seen: at least warn, naming the department."
     tables, model = platform
     prof, _ = platform_ref
-    st, _ = judge(model, prof, halves(M.plant_shift(tables, "new_department", share=0.15))[1])
-    assert st["status"] in ("warn", "alert") and any("department" in r for r in st["reasons"]), st
+    st, _, _ = judge(model, prof, halves(M.plant_shift(tables, "new_department", share=0.15))[1])
+    assert st["status"] in ("warn", "alert") and any("department" in r for r in st["reasons"] if not r.startswith("info")), st
+
+
+def test_scenario_new_location_warns(platform, platform_ref):
+    "15% of the staff of every company now work at a location never seen: at least warn, naming location."
+    _, model = platform
+    prof, B = platform_ref
+    move = pl.Series(np.random.default_rng(4).random(B.height) < 0.15)
+    st, _, mix = judge(model, prof, B.with_columns(location=pl.when(move).then(pl.lit("PL-Krakow")).otherwise(pl.col("location"))))
+    assert st["status"] in ("warn", "alert"), st
+    assert any(r.startswith(("warn", "alert")) and "location" in r for r in st["reasons"]), st["reasons"]
+    assert mix["features"].filter(pl.col("feature") == "location")["significant_within"][0]
+
+
+def test_scenario_ratings_shift_named(platform, platform_ref):
+    "Ratings one point lower for everyone (a stricter review round): flagged, naming last_rating, with its risk points."
+    _, model = platform
+    prof, B = platform_ref
+    st, pts, _ = judge(model, prof, B.with_columns((pl.col("last_rating") - 1).clip(1, 5)))
+    assert st["status"] in ("warn", "alert"), st
+    assert any(r.startswith(("warn", "alert")) and "last_rating" in r for r in st["reasons"]), st["reasons"]
+    assert pts["last_rating"] > 0, pts                       # lower ratings raise the risk in the planted truth
 
 
 def test_scenario_small_tenure_shift_is_an_info_note(platform, platform_ref):
     "Tenure x 1.2: significant, too small to matter: ok, with an info note naming tenure_years."
     _, model = platform
     prof, B = platform_ref
-    st, pts = judge(model, prof, B.with_columns(pl.col("tenure_years") * 1.2))
+    st, pts, _ = judge(model, prof, B.with_columns(pl.col("tenure_years") * 1.2))
     assert st["status"] == "ok", st
     assert any(r.startswith("info: significant but small") and "tenure_years" in r for r in st["reasons"]), st["reasons"]
+
+
+def test_old_profile_without_companies_falls_back_with_a_note(platform, platform_ref):
+    "A profile written before company summaries existed: drift judged on everyone pooled, and the status says why."
+    _, model = platform
+    prof, B = platform_ref
+    old = {k: v for k, v in prof.items() if k != "companies"}
+    st, _, mix = judge(model, old, B)
+    assert not mix["available"] and any("no company summaries" in r for r in st["reasons"]), st
+
+
+def test_company_summaries_hold_k_or_more(platform, platform_ref):
+    "The profile's company summaries: only companies of k people or more, every run of bins holds 0 or at least k people."
+    prof, _ = platform_ref
+    comp = prof["companies"]
+    assert comp["by"] and all(c["n"] >= prof["k"] for c in comp["by"].values())
+    for c in comp["by"].values():
+        for f, e in c["f"].items():
+            counts = e["n"] if "n" in e else list(e["cells"].values())
+            assert sum(counts) == c["n"] and all(x == 0 or x >= prof["k"] for x in counts), (f, e)
+    assert set(comp["small"]).isdisjoint(comp["by"])
 
 
 def test_severity_thresholds_switch_levels(platform, platform_ref):
     "The same freeze is only a warn when the alert thresholds are raised beyond its size, and ok with severity and PSI off."
     tables, model = platform
     prof, _ = platform_ref
-    X = halves(M.plant_shift(tables, "pay_freeze"))[1]
+    B = halves(M.plant_shift(tables, "pay_freeze"))[1]
+    X = B.select(F.FEATURES)
     risk = model.predict_risk(X)
-    d, shift = M.feature_drift(prof, X, risk), M.risk_shift(prof, model, X, risk)
+    mix = M.mix_drift(prof, X, risk, B["tenant_id"])
+    shift = M.risk_shift(prof, model, X, risk, tenants=B["tenant_id"])
     th = {"severity": {"score_alert": 50, "feature_alert": 50}, "drift": {"psi_drift": 100, "psi_warn": 100}}
-    s = M.monitor_status(M.feature_drift(prof, X, risk, th), shift=shift, thresholds=th)
+    s = M.monitor_status(M.feature_drift(prof, X, risk, th, mix=mix), shift=shift, thresholds=th, mix=mix)
     assert s["status"] == "warn" and all(not r.startswith("alert") for r in s["reasons"]), s
     off = {"severity": {"score_alert": None, "feature_alert": None, "score_warn": None, "feature_warn": None}, "drift": {"psi_drift": 100, "psi_warn": 100}}
-    assert M.monitor_status(M.feature_drift(prof, X, risk, off), shift=shift, thresholds=off)["status"] == "ok"
+    assert M.monitor_status(M.feature_drift(prof, X, risk, off, mix=mix), shift=shift, thresholds=off, mix=mix)["status"] == "ok"
 
 
 def test_scenario_exits_rising_ranking_unchanged_alerts_on_o_e(platform):
