@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("pay_gap_coverage", "bench_pay_gap_coverage.py", "pay_gap_coverage.json", "Pay-gap CI coverage"),
     ("experiment_checks", "experiment_checks.py", "experiment_checks.json", "Retention experiments: CI coverage, CUPED, power, null, heterogeneity"),
     ("pay_platform", "pay_platform.py", "pay_platform.json", "Per-employer pay-equity reports for the platform (1.5 M employees, 15,000 tenants)"),
+    ("monitor_scenarios", "monitor_scenarios.py", "monitor_scenarios.json", "Platform monitoring: mix versus drift, planted scenarios, false alarms over 20 seeds"),
     ("api", "bench_api.py", "api.json", "6. Scoring API: single-employee latency at 100 req/s, 10,000-employee batch"),
     ("gpu", "bench_gpu.py", "gpu.json", "7. SHAP on a GPU: tree_shap(device='cuda') vs the CPU path (only where xgboost sees a GPU)"),
 ]
@@ -68,6 +69,12 @@ def rows_for(name, r):
         c = r["config"]
         return [(f"Pay-equity reports, {c['employees']:,} employees / {c['tenants']:,} employers: time", f"{r['report_s']:.0f} s ({r['per_tenant_ms']:.0f} ms per employer)", "<= 1200 s", r.get("pass")),
                 (f"Pay-equity reports, {c['employees']:,} employees / {c['tenants']:,} employers: peak memory", f"{r['peak_rss_gb_sampled']:.2f} GB", "<= 8 GB", r.get("pass"))]
+    if name == "monitor_scenarios":
+        m, g, ok, c = r["measured"], r["goals"], r["passed"], r["config"]
+        S = c["seeds"]
+        return [(f"Monitoring: no drift, {c['employees']:,} employees / {c['tenants']} companies", f"{m['no_drift_warn']} warn, {m['no_drift_alert']} alert of {S}", g["no_drift"], ok["no_drift"]),
+                ("Monitoring: customer mix only", f"{m['mix_only_warn']} warn, {m['mix_only_alert']} alert of {S} (pooled: {m['mix_only_pooled_not_ok']} not ok)", g["mix_only"], ok["mix_only"])] + [
+                (f"Monitoring: {k} as expected", f"{m[k + '_as_expected']} of {S}", g[k], ok[k]) for k in ("pay_freeze", "overtime", "new_department", "new_location", "ratings_down", "tenure_x1.2")]
     if name == "experiment_checks":
         m, g, ok, c = r["measured"], r["goals"], r["passed"], r["config"]
         return [(f"Experiments: ITT 95% CI covers the planted effect ({c['employees']:,}-employee worlds)", f"{m['itt_covers']} of {c['seeds']} seeds", g["itt_covers"], ok["itt_covers"]),

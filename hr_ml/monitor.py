@@ -9,7 +9,8 @@ __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHI
            'label_months', 'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
            'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport', 'read_rows',
            'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits', 'run_monitor',
-           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance', 'plot_risk_shift']
+           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance', 'plot_risk_shift',
+           'plot_mix']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -27,7 +28,8 @@ from .suppression import complement, is_small, fewer_than
 
 # %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
-    "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": None, "new_share_warn": 0.01},
+    "drift": {"psi_warn": 0.10, "psi_drift": 0.25, "alpha": 0.01, "features_alert": None, "new_share_warn": 0.01,
+              "companies_clustered": 20},   # from this many companies in both, drift inside companies is tested across companies
     "severity": {"score_warn": 1.0, "score_alert": 2.0, "feature_warn": 0.75, "feature_alert": 1.5},   # risk points (percentage points of mean risk)
     "performance": {"min_exits": 20, "auc_drop_warn": 0.05, "auc_drop_alert": 0.10, "min_auc": 0.65,
                     "ece_warn": 0.05, "ece_alert": 0.10,
@@ -442,6 +444,13 @@ def _wttest(d:np.ndarray, w:np.ndarray)->tuple:
     if se == 0: return m, 1.0 if m == 0 else 0.0
     return m, float(2 * stats.t.sf(abs(m / se), g - 1))
 
+def _strat(d:np.ndarray, var:np.ndarray, w:np.ndarray)->tuple:
+    "Weighted mean of company-level changes and its two-sided p-value, with each company's own sampling variance as the noise (z, stratified by company)."
+    sw = w.sum(); m = float((w * d).sum() / sw)
+    se = math.sqrt(float((w ** 2 * var).sum())) / sw
+    if se == 0: return m, 1.0 if m == 0 else 0.0
+    return m, float(2 * stats.norm.sf(abs(m / se)))
+
 def _split(ends, n, gp:np.ndarray)->np.ndarray:
     "A company's run counts spread over the global bins in proportion to the reference's global shares."
     out, a = np.zeros(len(gp)), 0
@@ -498,6 +507,12 @@ def mix_drift(profile:dict,          # from `reference_profile`, with company su
     summ.update(mean_risk_ref=profile["score"]["mean"], mean_risk_mix=_r(mean_mix), mean_risk_new=_r(float(risk_new.mean())),
                 points_mix=_r(100 * (mean_mix - profile["score"]["mean"])), points_within=_r(100 * (float(risk_new.mean()) - mean_mix)))
     mi = np.flatnonzero(matched)
+    clustered = th["companies_clustered"] is not None and len(mi) >= th["companies_clustered"]
+    summ["test"] = (f"across the {len(mi)} companies in both (t-test on each company's change)" if clustered else
+                    f"stratified by company (each of the {len(mi)} companies in both against its own sampling noise; a test across companies needs {th['companies_clustered']})")
+    nref = np.array([by[str(uniq[i])]["n"] for i in mi], float)
+    wz = 1 / (1 / cnt[mi] + 1 / nref)                                  # stratified weights: the harmonic size of then and now
+    test = lambda d, var: _wttest(d, cnt[mi].astype(float)) if clustered else _strat(d, var, wz)
     rows, moved_by = [], {str(uniq[i]): [] for i in mi}
     cols = {**{f: X_new[f] for f in profile["features"]}, SCORE: pl.Series(SCORE, risk_new)}
     for f, s in cols.items():
@@ -506,7 +521,7 @@ def mix_drift(profile:dict,          # from `reference_profile`, with company su
         if ref["kind"] == "categorical":
             key = _cat_key(s); known = set(ref["seen"]) | {MISSING}
             names = sorted({c for i in mi for c in by[str(uniq[i])]["f"][f]["cells"]} | {OTHER, NEW})
-            R, Q, D = np.zeros(len(names)), np.zeros(len(names)), []
+            R, Q, D, V = np.zeros(len(names)), np.zeros(len(names)), [], []
             for i in mi:
                 cells, m = by[str(uniq[i])]["f"][f]["cells"], cnt[i]
                 vals, c = np.unique(key[inv == i], return_counts=True)
@@ -516,10 +531,11 @@ def mix_drift(profile:dict,          # from `reference_profile`, with company su
                 nr = sum(cells.values())
                 p = np.array([cells.get(c, 0) / nr for c in names]); qq = np.array([q[c] / m for c in names])
                 R += m * p; Q += m * qq; D.append(qq - p)
+                pv = (m * qq + nr * p) / (m + nr); V.append(pv * (1 - pv) * (1 / m + 1 / nr))   # two-proportion variance, pooled
                 if _chi2(p * nr, qq * m)["p_value"] < 0.01 and psi(p, qq) >= th["psi_warn"]: moved_by[str(uniq[i])].append(f)
-            D = np.array(D).reshape(len(mi), len(names))
+            D, V = np.array(D).reshape(len(mi), len(names)), np.array(V).reshape(len(mi), len(names))
             if len(mi):
-                tests = [_wttest(D[:, j], cnt[mi].astype(float)) for j in range(len(names))]
+                tests = [test(D[:, j], V[:, j]) for j in range(len(names))]
                 ps = [p for _, p in tests if p is not None]
                 row["p_within"] = min(1.0, min(ps) * len(ps)) if ps else None
                 j = int(np.argmax(np.abs([m for m, _ in tests])))
@@ -530,18 +546,19 @@ def mix_drift(profile:dict,          # from `reference_profile`, with company su
             codes = _codes(ref, s)
             gp = np.r_[ref["missing"], ref["props"]]
             tab = _tally(codes, inv, len(uniq), len(gp))
-            R, D = np.zeros(len(gp)), []
+            R, D, V = np.zeros(len(gp)), [], []
             for i in mi:
                 e = by[str(uniq[i])]["f"][f]; ends, nr = np.asarray(e["ends"]), np.asarray(e["n"], float)
                 R += cnt[i] * _split(ends, nr, gp) / nr.sum()
                 qn = np.add.reduceat(tab[i], np.r_[0, ends[:-1] + 1]).astype(float)
                 pr = nr / nr.sum(); pit = np.cumsum(pr) - pr / 2          # mid-rank of each run in the company's reference
                 D.append(float((qn * pit).sum() / cnt[i]) - 0.5)
+                V.append(float((pr * (pit - 0.5) ** 2).sum()) * (1 / cnt[i] + 1 / nr.sum()))    # mid-rank variance, ties included
                 if _chi2(nr, qn)["p_value"] < 0.01 and psi(pr, qn / cnt[i]) >= th["psi_warn"]: moved_by[str(uniq[i])].append(f)
             if len(mi):
                 Q = tab[mi].sum(axis=0)
                 row["psi_within"] = psi(R / n_m, Q / n_m)
-                d, row["p_within"] = _wttest(np.array(D), cnt[mi].astype(float))
+                d, row["p_within"] = test(np.array(D), np.array(V))
                 row["note"] = f"inside companies: {'higher' if d > 0 else 'lower'} values (mean rank {d:+.2f} of the company's reference)"
             mix = R + tab[~matched].sum(axis=0)
             row["psi_mix"] = psi(gp, mix / n_all)
@@ -1410,5 +1427,41 @@ def plot_risk_shift(shift:pl.DataFrame,   # from `risk_shift`
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("risk points (percentage points of mean predicted risk)")
     ax.set_title("What moves the mean risk: each feature's shift alone", fontsize=11, loc="left")
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/33_monitor.ipynb #193e8a2e
+def plot_mix(mix:dict,   # from `mix_drift` (available)
+             top:int=15,  # companies shown: the largest changes of mean risk among those in both
+             label=None,  # feature name -> words for people (e.g. `hr_ml.report.feature_label`); None: the names
+            )->plt.Figure|None:
+    "Left: mean risk then, the customer mix's part, the part from inside companies, mean risk now. Right: the change of mean risk inside each company in both (k people or more)."
+    if not mix or not mix.get("available"): return None
+    s = mix["summary"]
+    bc = mix["by_company"].filter(pl.col("in_reference")).sort(pl.col("points").abs(), descending=True).head(top).reverse()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, max(3.2, 0.28 * bc.height + 1.4)), gridspec_kw={"width_ratios": [1, 1.2]})
+    ref, mixp, inside = 100 * s["mean_risk_ref"], s["points_mix"], s["points_within"]
+    labels = ["mean risk, reference", "customer mix", "inside companies", "mean risk, now"]
+    lefts, widths = [0, ref, ref + mixp, 0], [ref, mixp, inside, ref + mixp + inside]
+    cols = ["tab:gray", "tab:purple", "tab:red" if inside > 0 else "tab:green", "tab:gray"]
+    a.barh(labels[::-1], widths[::-1], left=lefts[::-1], color=cols[::-1])
+    for y, (l, w) in enumerate(zip(lefts[::-1], widths[::-1])):
+        txt = f"{w:+.1f} pts" if y in (1, 2) else f"{w:.1f}%"
+        a.text(max(l, l + w) + 0.3, y, txt, va="center", fontsize=8)
+    a.set_xlim(0, max(ref, ref + mixp, ref + mixp + inside) * 1.3)
+    a.set_xlabel("mean predicted risk (%)"); a.set_title("Customer mix or change inside companies?", fontsize=11, loc="left")
+    if bc.height:
+        lab = label or (lambda f: f)
+        moved = [", ".join(lab(f) for f in m[:2]) + ("…" if len(m) > 2 else "") for m in bc["features_moved"].to_list()]
+        b.barh(bc["tenant_id"].to_list(), bc["points"].to_list(), color=["tab:red" if p > 0 else "tab:green" for p in bc["points"]])
+        for y, (p, m) in enumerate(zip(bc["points"], moved)):
+            if m: b.text(p, y, f"  {m}  ", va="center", ha="left" if p >= 0 else "right", fontsize=7)
+        b.axvline(0, color="black", lw=0.6)
+        lo, hi = min(float(bc["points"].min()), 0), max(float(bc["points"].max()), 0)
+        span = max(hi - lo, 1)
+        b.set_xlim(lo - (0.9 * span if lo < 0 else 0.05 * span), hi + (0.9 * span if hi > 0 else 0.05 * span))   # room for the labels
+    b.set_xlabel("change of mean risk inside the company (points)")
+    b.set_title(f"Inside the {s['matched']} companies in both: largest changes", fontsize=10, loc="left")
+    b.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     return fig

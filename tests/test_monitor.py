@@ -118,10 +118,11 @@ def test_job_end_to_end(world, tmp_path):
     from hr_ml.runs import run_job
     tables, model, _, _ = world
     small, _ = generate(1200, 8, seed=3)
-    cur = F.build_features(F.truncate_to(small, T0), T0).select(F.FEATURES)
+    snap = F.build_features(F.truncate_to(small, T0), T0)
+    cur = snap.select(F.FEATURES)
     run = tmp_path / "train_run"
     model.save(run)
-    M.save_profile(M.reference_profile(cur, model.predict_risk(cur), model.feature_names_, as_of=T0,
+    M.save_profile(M.reference_profile(cur, model.predict_risk(cur), model.feature_names_, as_of=T0, tenants=snap["tenant_id"],
                                        meta={"horizon_months": 12, "cuts": [0.15, 0.35], "expected": {"roc_auc": 0.7}}),
                    run / "reference_profile.json")
     write_hris(M.plant_shift(small, "pay_freeze"), tmp_path / "hris")
@@ -137,7 +138,11 @@ def test_job_end_to_end(world, tmp_path):
     cal = doc["performance"]["calibration"]
     assert cal["observed"] > 0 and all(c["observed"] >= cal["min_exits"] for c in cal["by_period"]), cal
     assert "What moves the risk" in (out / "report.html").read_text()
-    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "risk_shift.png", "report.html", "manifest.json", "params.yaml"):
+    mix = doc["mix"]                                                   # customer mix versus drift inside companies
+    assert mix["available"] and mix["summary"]["matched"] >= 2 and "Customer mix or change inside companies?" in (out / "report.html").read_text()
+    assert all(c["n"] >= 5 for c in mix["companies"]) and {r["feature"]: r["psi_within"] for r in doc["drift"]}["months_since_raise"] > 0.25
+    assert any(r.startswith("info: customer mix") for r in doc["reasons"]), doc["reasons"]
+    for f in ("drift.parquet", "performance.parquet", "psi.png", "score_hist.png", "risk_shift.png", "mix.png", "report.html", "manifest.json", "params.yaml"):
         assert (out / f).exists(), f
     assert pl.read_parquet(out / "drift.parquet").height == len(F.FEATURES) + 1
     assert json.loads((out / "manifest.json").read_text())["monitor_status"] == doc["status"]
