@@ -358,7 +358,7 @@ def risk_shift(profile:dict,          # from `reference_profile`
         back = model.predict_risk(X_new.with_columns(_to_reference(ref, X_new[f], rng)))
         total = 100 * (base - float(back.mean()))
         if within:
-            inw = model.predict_risk(X_new.with_columns(_within_back(profile, f, X_new[f], within["inv"], within["tids"], rng)))
+            inw = model.predict_risk(X_new.with_columns(_within_back(profile, f, X_new[f], within, rng)))
             rows.append({"feature": f, "points": 100 * (base - float(inw.mean())), "points_total": total, "points_mix": None})
         else: rows.append({"feature": f, "points": total, "points_total": total, "points_mix": None})
     total = 100 * (base - profile["score"]["mean"])
@@ -400,8 +400,9 @@ def _tally(codes:np.ndarray, inv:np.ndarray, n_c:int, n_codes:int)->np.ndarray:
     np.add.at(m, (inv, codes), 1)
     return m
 
-def _cat_key(s:pl.Series)->np.ndarray:
-    return np.array([MISSING if x is None else x for x in s.cast(pl.String).to_list()], dtype=object)
+def _cat_key(s:pl.Series)->tuple:
+    "Category values (missing as its own) and each row's index into them."
+    return np.unique(s.cast(pl.String).fill_null(MISSING).to_numpy().astype(object), return_inverse=True)
 
 def company_profiles(profile:dict,     # from `reference_profile` (its edges and categories are reused)
                      X:pl.DataFrame,    # the reference population's features
@@ -414,24 +415,30 @@ def company_profiles(profile:dict,     # from `reference_profile` (its edges and
     uniq, inv, cnt = np.unique(t, return_inverse=True, return_counts=True)
     big = np.flatnonzero(cnt >= k)
     risk = np.asarray(risk, float).ravel()
-    by = {str(uniq[i]): {"n": int(cnt[i]), "risk": _r(float(risk[inv == i].mean())), "f": {}} for i in big}
+    risk_c = np.bincount(inv, weights=risk, minlength=len(uniq)) / cnt
+    by = {str(uniq[i]): {"n": int(cnt[i]), "risk": _r(float(risk_c[i])), "f": {}} for i in big}
     cols = {**{f: X[f] for f in profile["features"]}, SCORE: pl.Series(SCORE, risk)}
     for f, s in cols.items():
         ref = profile["score"] if f == SCORE else profile["features"][f]
         if ref["kind"] == "categorical":
-            key = _cat_key(s)
+            vals, kc = _cat_key(s)
+            tab = _tally(kc, inv, len(uniq), len(vals))
             for i in big:
-                vals, m = np.unique(key[inv == i], return_counts=True)
-                counts = dict(zip(vals.tolist(), m.tolist()))
+                counts = {str(vals[j]): int(tab[i, j]) for j in np.flatnonzero(tab[i])}
                 pooled = _pool(counts, k)
                 cells = {c: int(x) for c, x in counts.items() if c not in pooled}
                 if pooled: cells[OTHER] = int(sum(counts[c] for c in pooled))
                 by[str(uniq[i])]["f"][f] = {"cells": cells}
         else:
             tab = _tally(_codes(ref, s), inv, len(uniq), len(ref["edges"]) + 2)
+            v = s.cast(pl.Float64).to_numpy().astype(float); ok = np.isfinite(v); v0 = np.where(ok, v, 0.0)
+            m = np.bincount(inv, weights=ok, minlength=len(uniq))                 # mean and SD of the known values (k or more)
+            mean = np.bincount(inv, weights=v0, minlength=len(uniq)) / np.maximum(m, 1)
+            sd = np.sqrt(np.maximum(np.bincount(inv, weights=v0 ** 2, minlength=len(uniq)) / np.maximum(m, 1) - mean ** 2, 0) * m / np.maximum(m - 1, 1))
             for i in big:
                 ends = _groups(tab[i], k)
-                by[str(uniq[i])]["f"][f] = {"ends": ends.tolist(), "n": np.add.reduceat(tab[i], np.r_[0, ends[:-1] + 1]).tolist()}
+                by[str(uniq[i])]["f"][f] = {"ends": ends.tolist(), "n": np.add.reduceat(tab[i], np.r_[0, ends[:-1] + 1]).tolist(),
+                                            "mean": _r(float(mean[i])) if m[i] >= k else None, "sd": _r(float(sd[i])) if m[i] >= k else None}
     return {"k": k, "n_companies": len(uniq), "n_small_companies": int(len(uniq) - len(big)), "by": by,
             "small": sorted(str(u) for u, c in zip(uniq, cnt) if c < k)}     # ids only: companies too small to summarise
 
@@ -441,14 +448,14 @@ def _wttest(d:np.ndarray, w:np.ndarray)->tuple:
     m = float((w * d).sum() / sw)
     if g < 2: return m, None
     se = math.sqrt(g / (g - 1) * float((w ** 2 * (d - m) ** 2).sum())) / sw
-    if se == 0: return m, 1.0 if m == 0 else 0.0
+    if se < 1e-12: return m, 1.0 if abs(m) < 1e-12 else 0.0
     return m, float(2 * stats.t.sf(abs(m / se), g - 1))
 
 def _strat(d:np.ndarray, var:np.ndarray, w:np.ndarray)->tuple:
     "Weighted mean of company-level changes and its two-sided p-value, with each company's own sampling variance as the noise (z, stratified by company)."
     sw = w.sum(); m = float((w * d).sum() / sw)
-    se = math.sqrt(float((w ** 2 * var).sum())) / sw
-    if se == 0: return m, 1.0 if m == 0 else 0.0
+    se = math.sqrt(max(float((w ** 2 * np.maximum(var, 0)).sum()), 0.0)) / sw
+    if se < 1e-12: return m, 1.0 if abs(m) < 1e-12 else 0.0
     return m, float(2 * stats.norm.sf(abs(m / se)))
 
 def _split(ends, n, gp:np.ndarray)->np.ndarray:
@@ -469,7 +476,9 @@ def _matched(profile:dict, tenants, n:int)->dict|None:
     uniq, inv, cnt = np.unique(t, return_inverse=True, return_counts=True)
     tids = [str(u) for u in uniq]
     matched = np.array([u in by for u in tids])
-    return {"tids": tids, "inv": inv, "cnt": cnt, "matched": matched} if matched.sum() >= 2 else None
+    if matched.sum() < 2: return None
+    rows = np.split(np.argsort(inv, kind="stable"), np.cumsum(cnt)[:-1])     # each company's rows
+    return {"tids": tids, "inv": inv, "cnt": cnt, "matched": matched, "rows": rows}
 
 def _mean_mix(profile:dict, risk:np.ndarray, w:dict)->float:
     "Mean risk of the new population had the companies in both kept their reference risk: the customer mix alone."
@@ -512,24 +521,38 @@ def mix_drift(profile:dict,          # from `reference_profile`, with company su
                     f"stratified by company (each of the {len(mi)} companies in both against its own sampling noise; a test across companies needs {th['companies_clustered']})")
     nref = np.array([by[str(uniq[i])]["n"] for i in mi], float)
     wz = 1 / (1 / cnt[mi] + 1 / nref)                                  # stratified weights: the harmonic size of then and now
-    test = lambda d, var: _wttest(d, cnt[mi].astype(float)) if clustered else _strat(d, var, wz)
+    def test(d, var, keep=None):
+        keep = np.ones(len(d), bool) if keep is None else np.asarray(keep, bool)
+        if not keep.any(): return 0.0, None
+        return _wttest(d[keep], cnt[mi][keep].astype(float)) if clustered else _strat(d[keep], var[keep], wz[keep])
     rows, moved_by = [], {str(uniq[i]): [] for i in mi}
     cols = {**{f: X_new[f] for f in profile["features"]}, SCORE: pl.Series(SCORE, risk_new)}
     for f, s in cols.items():
         ref = profile["score"] if f == SCORE else profile["features"][f]
         row = {"feature": f, "kind": "score" if f == SCORE else ref["kind"], "psi_within": None, "psi_mix": None, "p_within": None, "companies_moved": 0, "new_share_within": None, "note": None}
         if ref["kind"] == "categorical":
-            key = _cat_key(s); known = set(ref["seen"]) | {MISSING}
-            names = sorted({c for i in mi for c in by[str(uniq[i])]["f"][f]["cells"]} | {OTHER, NEW})
+            (vals, kc), known = _cat_key(s), set(ref["seen"]) | {MISSING}
+            tab = _tally(kc, inv, len(uniq), len(vals))
+            big_new = {str(v) for v, x in zip(vals, tab.sum(axis=0)) if str(v) not in known and x >= k}   # new categories of k people or more
+            # Test cells: a company's category stands alone only where the company's size and the category's global share
+            # lead one to expect at least 3k people in it. Which categories the reference kept apart (k or more people) depends
+            # on its own counts, and kept-apart cells are biased upward (the winner's curse); the expected count does not depend
+            # on them, and the rest are tested together, so the test stays unbiased.
+            g = {**{c: x for c, x in ref["props"].items() if c != OTHER}, MISSING: ref["missing"]}
+            alone = {}
+            for i in mi:
+                cells = by[str(uniq[i])]["f"][f]["cells"]; nr = sum(cells.values())
+                alone[i] = {c for c in cells if c != OTHER and g.get(c, 0) * nr >= 3 * k}
+            names = sorted(set().union(*alone.values()) | {OTHER, NEW}) if alone else [OTHER, NEW]
             R, Q, D, V = np.zeros(len(names)), np.zeros(len(names)), [], []
             for i in mi:
-                cells, m = by[str(uniq[i])]["f"][f]["cells"], cnt[i]
-                vals, c = np.unique(key[inv == i], return_counts=True)
+                cells, m, al = by[str(uniq[i])]["f"][f]["cells"], cnt[i], alone[i]
                 q = dict.fromkeys(names, 0)
-                for v, x in zip(vals.tolist(), c.tolist()):
-                    q[v if v in cells else OTHER if v in known else NEW] += x
+                for j in np.flatnonzero(tab[i]):
+                    v = str(vals[j]); q[v if v in al else NEW if v in big_new else OTHER] += int(tab[i, j])
                 nr = sum(cells.values())
-                p = np.array([cells.get(c, 0) / nr for c in names]); qq = np.array([q[c] / m for c in names])
+                pc = {c: cells[c] / nr for c in al}; pc[OTHER] = max(1 - sum(pc.values()), 0.0)
+                p = np.array([pc.get(c, 0.0) for c in names]); qq = np.array([q[c] / m for c in names])
                 R += m * p; Q += m * qq; D.append(qq - p)
                 pv = (m * qq + nr * p) / (m + nr); V.append(pv * (1 - pv) * (1 / m + 1 / nr))   # two-proportion variance, pooled
                 if _chi2(p * nr, qq * m)["p_value"] < 0.01 and psi(p, qq) >= th["psi_warn"]: moved_by[str(uniq[i])].append(f)
@@ -546,22 +569,30 @@ def mix_drift(profile:dict,          # from `reference_profile`, with company su
             codes = _codes(ref, s)
             gp = np.r_[ref["missing"], ref["props"]]
             tab = _tally(codes, inv, len(uniq), len(gp))
-            R, D, V = np.zeros(len(gp)), [], []
+            v = s.cast(pl.Float64).to_numpy().astype(float); ok = np.isfinite(v)
+            m_new = np.bincount(inv, weights=ok, minlength=len(uniq))
+            mean_new = np.bincount(inv, weights=np.where(ok, v, 0.0), minlength=len(uniq)) / np.maximum(m_new, 1)
+            # both sides at the resolution of each company's runs (spread over bins alike), so coarse runs add no PSI of their own
+            R, Q, D, V = np.zeros(len(gp)), np.zeros(len(gp)), [], []
             for i in mi:
                 e = by[str(uniq[i])]["f"][f]; ends, nr = np.asarray(e["ends"]), np.asarray(e["n"], float)
                 R += cnt[i] * _split(ends, nr, gp) / nr.sum()
                 qn = np.add.reduceat(tab[i], np.r_[0, ends[:-1] + 1]).astype(float)
-                pr = nr / nr.sum(); pit = np.cumsum(pr) - pr / 2          # mid-rank of each run in the company's reference
-                D.append(float((qn * pit).sum() / cnt[i]) - 0.5)
-                V.append(float((pr * (pit - 0.5) ** 2).sum()) * (1 / cnt[i] + 1 / nr.sum()))    # mid-rank variance, ties included
+                Q += _split(ends, qn, gp)
+                pr = nr / nr.sum()
+                # the test compares means (a company's mean of known values, then and now): unlike the runs, whose bounds
+                # depend on the reference's own counts, a mean carries no selection bias
+                if e.get("mean") is not None and m_new[i] > 0:
+                    D.append(float(mean_new[i]) - e["mean"]); V.append(e["sd"] ** 2 * (1 / m_new[i] + 1 / nr.sum()))
+                else: D.append(np.nan); V.append(np.nan)        # no mean of k or more known values: left out of the test
                 if _chi2(nr, qn)["p_value"] < 0.01 and psi(pr, qn / cnt[i]) >= th["psi_warn"]: moved_by[str(uniq[i])].append(f)
             if len(mi):
-                Q = tab[mi].sum(axis=0)
                 row["psi_within"] = psi(R / n_m, Q / n_m)
-                d, row["p_within"] = test(np.array(D), np.array(V))
-                row["note"] = f"inside companies: {'higher' if d > 0 else 'lower'} values (mean rank {d:+.2f} of the company's reference)"
-            mix = R + tab[~matched].sum(axis=0)
-            row["psi_mix"] = psi(gp, mix / n_all)
+                D, V = np.array(D), np.array(V)
+                d, row["p_within"] = test(D, V, np.isfinite(D))
+                row["note"] = f"inside companies: mean {d:+.3g}"
+            then = sum(_split(np.asarray(e["f"][f]["ends"]), np.asarray(e["f"][f]["n"], float), gp) for e in by.values())
+            row["psi_mix"] = psi(then / then.sum(), (R + tab[~matched].sum(axis=0)) / n_all)   # companies then vs the new mix at their reference
         rows.append(row)
     for r in rows: r["companies_moved"] = sum(r["feature"] in v for v in moved_by.values())
     a = th["alpha"] / max(len(rows), 1)
@@ -584,23 +615,26 @@ def _company_ref(ref:dict, e:dict, q:int=200)->dict:
         return {"kind": "categorical", "props": {c: x / tot for c, x in cells.items() if c != MISSING}, "seen": ref["seen"], "missing": cells.get(MISSING, 0) / tot}
     gp, sk, edges = np.r_[ref["missing"], ref["props"]], np.asarray(ref["sketch"], float), np.asarray(ref["edges"], float)
     w = _split(np.asarray(e["ends"]), np.asarray(e["n"], float), gp)[1:]
-    bin_of = np.searchsorted(edges, sk)
-    out = []
-    for j, x in enumerate(w):
-        m, vals = int(round(q * x / max(w.sum(), 1e-12))), sk[bin_of == j]
-        if m and len(vals): out.append(np.quantile(vals, (np.arange(m) + 0.5) / m))
-    return {"kind": "numeric", "sketch": np.sort(np.concatenate(out)) if out else sk}
+    a = np.searchsorted(sk, edges, side="right"); a = np.r_[0, a]          # the sorted sketch's slice of each bin
+    L = np.diff(np.r_[a, len(sk)])
+    m = np.where(L > 0, np.round(q * w / max(w.sum(), 1e-12)), 0).astype(int)
+    if m.sum() == 0: return {"kind": "numeric", "sketch": sk}
+    j = np.repeat(np.arange(len(m)), m)
+    r = np.arange(m.sum()) - np.repeat(np.cumsum(m) - m, m)
+    pos = np.clip(a[j] + (r + 0.5) / m[j] * L[j] - 0.5, a[j], a[j] + L[j] - 1)   # evenly spread quantiles inside each bin
+    return {"kind": "numeric", "sketch": np.interp(pos, np.arange(len(sk)), sk)}
 
-def _within_back(profile:dict, f:str, s:pl.Series, inv:np.ndarray, tids:list, rng)->pl.Series:
+def _within_back(profile:dict, f:str, s:pl.Series, w:dict, rng)->pl.Series:
     "Column `s` with each reference company's rows moved onto that company's own reference distribution (other rows unchanged)."
     ref, by = profile["features"][f], profile["companies"]["by"]
-    out = s.to_list()
-    for i, tid in enumerate(tids):
-        if tid not in by: continue
-        rows = np.flatnonzero(inv == i)
-        back = _to_reference(_company_ref(ref, by[tid]["f"][f]), s.gather(rows), rng).to_list()
-        for r, v in zip(rows, back): out[r] = v
-    return pl.Series(s.name, out, dtype=s.dtype, strict=False)
+    cat = ref["kind"] == "categorical"
+    out = s.cast(pl.String).to_numpy().astype(object) if cat else s.cast(pl.Float64).to_numpy().astype(float).copy()
+    for tid, m, rows in zip(w["tids"], w["matched"], w["rows"]):
+        if not m: continue
+        back = _to_reference(_company_ref(ref, by[tid]["f"][f]), s.gather(rows), rng)
+        out[rows] = back.cast(pl.String).to_numpy() if cat else back.cast(pl.Float64).to_numpy()
+    if cat: return pl.Series(s.name, out.tolist(), dtype=pl.String).cast(s.dtype)
+    return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
 
 # %% ../nbs/33_monitor.ipynb #76175ad8
 def read_outcomes(src, # a CSV/Parquet file of exits, or a DataFrame

@@ -334,7 +334,9 @@ def test_scenario_customer_mix_only_is_ok_and_reported(platform):
     tables, model = platform
     other, _ = generate(3000, 6, seed=8)
     cur_o = F.build_features(other, END).with_columns(tenant_id=pl.lit("NEW-") + pl.col("tenant_id"))
-    A, B = halves(tables)
+    # split seed 6: with seed 5, rating_trend of the 3 small companies in both differs between the halves by chance
+    # (a permutation test gives p = 0.00025, so the monitor is right to see it); false alarms over seeds: bench/monitor_scenarios.py
+    A, B = halves(tables, 6)
     tids = sorted(A["tenant_id"].unique().to_list())
     ref = A.filter(pl.col("tenant_id").is_in(tids[:7]))
     new = pl.concat([B.filter(pl.col("tenant_id").is_in(tids[3:])), cur_o.select(B.columns)])
