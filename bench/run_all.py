@@ -24,6 +24,7 @@ BENCHMARKS = [
     ("experiment_checks", "experiment_checks.py", "experiment_checks.json", "Retention experiments: CI coverage, CUPED, power, null, heterogeneity"),
     ("pay_platform", "pay_platform.py", "pay_platform.json", "Per-employer pay-equity reports for the platform (1.5 M employees, 15,000 tenants)"),
     ("monitor_scenarios", "monitor_scenarios.py", "monitor_scenarios.json", "Platform monitoring: mix versus drift, planted scenarios, false alarms over 20 seeds"),
+    ("monitor_platform", "monitor_platform.py", "monitor_platform.json", "Platform monitoring at 1.5 M employees / 15,000 companies: time and memory"),
     ("api", "bench_api.py", "api.json", "6. Scoring API: single-employee latency at 100 req/s, 10,000-employee batch"),
     ("gpu", "bench_gpu.py", "gpu.json", "7. SHAP on a GPU: tree_shap(device='cuda') vs the CPU path (only where xgboost sees a GPU)"),
 ]
@@ -69,6 +70,10 @@ def rows_for(name, r):
         c = r["config"]
         return [(f"Pay-equity reports, {c['employees']:,} employees / {c['tenants']:,} employers: time", f"{r['report_s']:.0f} s ({r['per_tenant_ms']:.0f} ms per employer)", "<= 1200 s", r.get("pass")),
                 (f"Pay-equity reports, {c['employees']:,} employees / {c['tenants']:,} employers: peak memory", f"{r['peak_rss_gb_sampled']:.2f} GB", "<= 8 GB", r.get("pass"))]
+    if name == "monitor_platform":
+        c, t = r["config"], r["times"]
+        return [(f"Monitoring {c['employees']:,} employees / {c['tenants']:,} companies (half vs half): time", f"{t['no_drift.total_s']:.0f} s (mix split {t['no_drift.mix_drift_s']:.0f} s, risk shift {t['no_drift.risk_shift_s']:.0f} s)", "<= 600 s", None if r["passed"]["check_s"] is None else r["passed"]["check_s"]),
+                (f"Monitoring {c['employees']:,} employees: peak memory; status no drift / mix only", f"{r['peak_rss_gb']:.2f} GB; {r['status']['no_drift']} / {r['status']['mix_only']}", "<= 8 GB; ok / ok", None if r["passed"]["peak_rss_gb"] is None else r["passed"]["peak_rss_gb"] and r["passed"]["status"])]
     if name == "monitor_scenarios":
         m, g, ok, c = r["measured"], r["goals"], r["passed"], r["config"]
         S = c["seeds"]

@@ -348,7 +348,9 @@ def monitor_summary(st:dict,                  # the status: {'status', 'checks',
     s = st["status"]
     out = [f"**Status: {s.upper()}.** " + (f"{n.capitalize() if isinstance(n, str) else format(n, ',')} people employed on {as_of} were scored. " if n else "")
            + "Checks: " + ", ".join(f"{c} {v}" for c, v in st.get("checks", {}).items()) + "."]
-    if st.get("reasons"): out.append("**Why.** " + " ".join(r[:1].upper() + r[1:] + ("" if r.endswith(".") else ".") for r in st["reasons"]))
+    if st.get("reasons"):    # findings first (alert, then warn), notes after: one line each
+        rank = lambda r: {"alert": 0, "warn": 1}.get(r.split(":", 1)[0], 2)
+        out.append("**Why.**\n\n" + "\n".join("- " + r[:1].upper() + r[1:] + ("" if r.endswith(".") else ".") for r in sorted(st["reasons"], key=rank)))
     moved = [] if drift is None else drift.filter((pl.col("status") == "drift") & (pl.col("kind") != "score")).sort("psi", descending=True)["feature"].to_list()
     if moved: w = words([feature_words(f) for f in moved[:4]]); out.append(f"**What moved most.** {w[:1].upper()}{w[1:]}.")
     out.append("**What to do next.** " + {

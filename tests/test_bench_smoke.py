@@ -18,6 +18,8 @@ EXPECTED = {
 }
 if (BENCH / "bench_pay_gap_coverage.py").exists(): EXPECTED["pay_gap_coverage"] = []
 if (BENCH / "pay_platform.py").exists(): EXPECTED["pay_platform"] = ["report_s", "per_tenant_ms", "peak_rss_gb_sampled", "config.tenants"]
+if (BENCH / "monitor_platform.py").exists():
+    EXPECTED["monitor_platform"] = ["times.profile_s", "generate_s", "peak_rss_gb", "config.tenants"]
 if (BENCH / "monitor_scenarios.py").exists():
     EXPECTED["monitor_scenarios"] = ["measured.no_drift_warn", "measured.no_drift_alert", "measured.mix_only_alert", "measured.pay_freeze_as_expected"]
 if (BENCH / "experiment_checks.py").exists():
