@@ -657,7 +657,8 @@ def summary(res:dict)->str:
         out.append(f"**Money.** About {num(m['prevented_exits'])} exits prevented among {m['n_treated']:,} treated (CI {num(m['prevented_exits_ci'][0])} to {num(m['prevented_exits_ci'][1])}), "
                    f"at {_eur(m['cost_per_leaver'])} per leaver: {_eur(m['saved'])} saved for {_eur(m['spent'])} spent, a net {_eur(m['net'])} "
                    f"(CI {_eur(m['net_ci'][0])} to {_eur(m['net_ci'][1])})"
-                   + (f", paid back after {m['payback_months']:.1f} months" if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"] * 5 else "; it does not pay back")
+                   + (f", paid back after {m['payback_months']:.1f} months" if m["payback_months"] is not None and m["payback_months"] <= m["horizon_months"]
+                      else f"; it does not pay back within the {m['horizon_months']}-month horizon")   # savings beyond the horizon were not measured
                    + ("; the CI includes a loss, so the money is not yet proven." if m["net_ci"][0] < 0 < m["net"] else "."))
     t = (res.get("truth") or {}).get("check")
     if t: out.append(f"**Planted truth.** The synthetic world planted {_pp(t['truth'])}; the CI {'covers' if t['covered'] else 'misses'} it.")
