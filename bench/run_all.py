@@ -79,7 +79,8 @@ def rows_for(name, r):
         S = c["seeds"]
         return [(f"Monitoring: no drift, {c['employees']:,} employees / {c['tenants']} companies", f"{m['no_drift_warn']} warn, {m['no_drift_alert']} alert of {S}", g["no_drift"], ok["no_drift"]),
                 ("Monitoring: customer mix only", f"{m['mix_only_warn']} warn, {m['mix_only_alert']} alert of {S} (pooled: {m['mix_only_pooled_not_ok']} not ok)", g["mix_only"], ok["mix_only"])] + [
-                (f"Monitoring: {k} as expected", f"{m[k + '_as_expected']} of {S}", g[k], ok[k]) for k in ("pay_freeze", "overtime", "new_department", "new_location", "ratings_down", "tenure_x1.2")]
+                (f"Monitoring: {k} as expected", f"{m[k + '_as_expected']} of {S}", g[k], ok[k]) for k in ("pay_freeze", "overtime", "new_department", "new_location", "ratings_down", "tenure_x1.2",
+                                                                                               "exits_as_predicted", "exits_x1.5") if k in g]
     if name == "experiment_checks":
         m, g, ok, c = r["measured"], r["goals"], r["passed"], r["config"]
         return [(f"Experiments: ITT 95% CI covers the planted effect ({c['employees']:,}-employee worlds)", f"{m['itt_covers']} of {c['seeds']} seeds", g["itt_covers"], ok["itt_covers"]),

@@ -21,7 +21,7 @@ if (BENCH / "pay_platform.py").exists(): EXPECTED["pay_platform"] = ["report_s",
 if (BENCH / "monitor_platform.py").exists():
     EXPECTED["monitor_platform"] = ["times.profile_s", "generate_s", "peak_rss_gb", "config.tenants"]
 if (BENCH / "monitor_scenarios.py").exists():
-    EXPECTED["monitor_scenarios"] = ["measured.no_drift_warn", "measured.no_drift_alert", "measured.mix_only_alert", "measured.pay_freeze_as_expected"]
+    EXPECTED["monitor_scenarios"] = ["measured.no_drift_warn", "measured.no_drift_alert", "measured.mix_only_alert", "measured.pay_freeze_as_expected", "measured.exits_as_predicted_as_expected"]
 if (BENCH / "experiment_checks.py").exists():
     EXPECTED["experiment_checks"] = ["measured.itt_covers", "measured.power_promised", "measured.power_simulated", "measured.null_sub_tests"]
 
