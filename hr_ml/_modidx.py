@@ -647,6 +647,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'hr_ml.report.show_md': ('report.html#show_md', 'hr_ml/report.py'),
                               'hr_ml.report.show_summary': ('report.html#show_summary', 'hr_ml/report.py'),
                               'hr_ml.report.show_table': ('report.html#show_table', 'hr_ml/report.py'),
+                              'hr_ml.report.signed': ('report.html#signed', 'hr_ml/report.py'),
                               'hr_ml.report.table_html': ('report.html#table_html', 'hr_ml/report.py'),
                               'hr_ml.report.train_summary': ('report.html#train_summary', 'hr_ml/report.py'),
                               'hr_ml.report.words': ('report.html#words', 'hr_ml/report.py')},

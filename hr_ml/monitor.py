@@ -25,6 +25,7 @@ from .attrition import AttritionModel, metrics
 from .fairness import audit
 from .gates import evaluate_gates
 from .suppression import complement, is_small, fewer_than
+from .report import signed
 
 # %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
@@ -872,6 +873,7 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
     "Flag the drift check by the risk points of significant shifts (Bonferroni over features); a shift too small to flag, significant at `alpha` alone, becomes an info note."
     sig = dict(zip(drift_df["feature"], drift_df["significant"])) if drift_df.height else {}
     pv = {r["feature"]: r["p_within"] if r.get("p_within") is not None else r["p_value"] for r in drift_df.iter_rows(named=True)}
+    stat = dict(zip(drift_df["feature"], drift_df["status"])) if drift_df.height else {}
     moved = dict(zip(drift_df["feature"], drift_df["companies_moved"])) if drift_df.height and "companies_moved" in drift_df.columns else {}
     ref, new = shift["mean_risk_ref"][0], shift["mean_risk_new"][0]
     inside = bool(mix and mix.get("available") and "within" in shift.columns and shift["within"][0])
@@ -882,16 +884,16 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
         w, a = (st["score_warn"], st["score_alert"]) if score else (st["feature_warn"], st["feature_alert"])
         lvl = "alert" if a is not None and abs(pts) >= a else "warn" if w is not None and abs(pts) >= w else None
         if inside and score:
-            what = (f"inside the {both} companies in both, mean predicted risk moved {pts:+.1f} points (overall from {_pct(ref)} to {_pct(new)}, "
-                    f"of which customer mix {r['points_mix']:+.1f} points)")
+            what = (f"inside the {both} companies in both, mean predicted risk moved {signed(pts)} points (overall from {_pct(ref)} to {_pct(new)}, "
+                    f"of which customer mix {signed(r['points_mix'])} points)")
         elif inside:
             what = (f"the shift of {f} inside companies (clearly in {moved.get(f) or 0} of {both}) alone {'raises' if pts > 0 else 'lowers'} mean risk "
                     f"by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
         else:
-            what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({pts:+.1f} points)" if score else
+            what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({signed(pts)} points)" if score else
                     f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
         if lvl and sig.get(f): flag("drift", lvl, what)
-        elif not lvl: reasons.append(f"info: significant but small: {what}")
+        elif not lvl: reasons.append(f"info: {'large shift, small effect on risk' if stat.get(f) in ('warn', 'drift') else 'significant but small'}: {what}")
 
 def _mix_reasons(mix:dict)->list:
     "Customer mix in words: who joined and left, and how much the mix alone moves mean risk."
@@ -901,7 +903,7 @@ def _mix_reasons(mix:dict)->list:
               if s["joined"] else "no company joined")
     small = f", {co(s['small_then'])} had fewer than {k} people in the reference (not followed)" if s.get("small_then") else ""
     out = [f"info: customer mix: {joined}, {s['left']} left, {s['matched']} are in both{small}; the mix alone moves mean risk from {_pct(s['mean_risk_ref'])} "
-           f"to {_pct(s['mean_risk_mix'])} ({s['points_mix']:+.1f} points), changes inside companies {s['points_within']:+.1f} points; drift is judged inside the companies in both"]
+           f"to {_pct(s['mean_risk_mix'])} ({signed(s['points_mix'])} points), changes inside companies {signed(s['points_within'])} points; drift is judged inside the companies in both"]
     if s["share_matched"] < 0.5:
         out.append(f"info: only {s['share_matched']:.0%} of the staff now work for companies in the reference: drift among the others cannot be judged until the model is retrained with them")
     return out
@@ -1367,18 +1369,22 @@ _COLOR = {"ok": "tab:green", "warn": "tab:orange", "drift": "tab:red"}
 def plot_psi(drift_df:pl.DataFrame,     # from `feature_drift`
              thresholds:dict|None=None, # for the warn/drift lines
             )->plt.Figure:
-    "PSI per feature and for the score, coloured by status, with the warn and drift lines."
+    "PSI per feature and for the score, coloured by status, with the warn and drift lines; inside companies (everyone pooled as a tick) when known."
     th = load_thresholds(thresholds)["drift"]
-    d = drift_df.sort("psi")
+    inside = "psi_within" in drift_df.columns and drift_df["psi_within"].is_not_null().any()
+    d = drift_df.with_columns(v=pl.coalesce("psi_within", "psi") if inside else pl.col("psi")).sort("v")
     fig, ax = plt.subplots(figsize=(7, 0.28 * d.height + 1.2))
-    ax.barh(range(d.height), d["psi"].to_list(), color=[_COLOR[s] for s in d["status"]])
+    ax.barh(range(d.height), d["v"].to_list(), color=[_COLOR[s] for s in d["status"]])
+    if inside: ax.scatter(d["psi"].to_list(), range(d.height), marker="|", s=120, color="black", zorder=3)
     from hr_ml.explain import _label
     from matplotlib.patches import Patch
     ax.set_yticks(range(d.height), ["the score (risk)" if k == "score" else _label(f) for f, k in zip(d["feature"], d["kind"])], fontsize=9)
     for x, ls in ((th["psi_warn"], "--"), (th["psi_drift"], "-")): ax.axvline(x, color="grey", ls=ls, lw=1)
-    ax.set_xlabel(f"population stability index, PSI (grey lines: warn from {th['psi_warn']:g}, drift from {th['psi_drift']:g})"); ax.set_xscale("symlog", linthresh=0.05)
+    ax.set_xlabel(f"population stability index, PSI{' inside the companies in both' if inside else ''} (grey lines: warn from {th['psi_warn']:g}, drift from {th['psi_drift']:g})"); ax.set_xscale("symlog", linthresh=0.05)
     ax.set_title("How much each feature and the score shifted since training", fontsize=11, loc="left")
-    ax.legend(handles=[Patch(color=c, label=s) for s, c in _COLOR.items()], fontsize=8, loc="lower right")
+    from matplotlib.lines import Line2D
+    ax.legend(handles=[Patch(color=c, label="ok, or not significant" if s == "ok" else s) for s, c in _COLOR.items()]
+              + ([Line2D([], [], marker="|", ls="", color="black", markersize=10, label="everyone pooled (with the customer mix)")] if inside else []), fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -1480,7 +1486,7 @@ def plot_mix(mix:dict,   # from `mix_drift` (available)
     cols = ["tab:gray", "tab:purple", "tab:red" if inside > 0 else "tab:green", "tab:gray"]
     a.barh(labels[::-1], widths[::-1], left=lefts[::-1], color=cols[::-1])
     for y, (l, w) in enumerate(zip(lefts[::-1], widths[::-1])):
-        txt = f"{w:+.1f} pts" if y in (1, 2) else f"{w:.1f}%"
+        txt = f"{signed(w)} pts" if y in (1, 2) else f"{w:.1f}%"
         a.text(max(l, l + w) + 0.3, y, txt, va="center", fontsize=8)
     a.set_xlim(0, max(ref, ref + mixp, ref + mixp + inside) * 1.3)
     a.set_xlabel("mean predicted risk (%)"); a.set_title("Customer mix or change inside companies?", fontsize=11, loc="left")
@@ -1489,7 +1495,7 @@ def plot_mix(mix:dict,   # from `mix_drift` (available)
         moved = [", ".join(lab(f) for f in m[:2]) + ("…" if len(m) > 2 else "") for m in bc["features_moved"].to_list()]
         b.barh(bc["tenant_id"].to_list(), bc["points"].to_list(), color=["tab:red" if p > 0 else "tab:green" for p in bc["points"]])
         for y, (p, m) in enumerate(zip(bc["points"], moved)):
-            if m: b.text(p, y, f"  {m}  ", va="center", ha="left" if p >= 0 else "right", fontsize=7)
+            if m: b.text(max(p, 0), y, f"  {m}  ", va="center", ha="left", fontsize=7)   # right of the bar or of zero: never over the company names
         b.axvline(0, color="black", lw=0.6)
         lo, hi = min(float(bc["points"].min()), 0), max(float(bc["points"].max()), 0)
         span = max(hi - lo, 1)
