@@ -6,7 +6,8 @@ and 15,000 companies, and the status on no drift and on a new customer mix.
 A 30-tree model is trained on a 20,000-employee world of the same generator (the features are the same at any size). The
 platform is `hr_ml.synth.generate(employees, tenants)` (timed apart); everyone employed at 2025-12-31 is split at random into
 the reference (`reference_profile(..., tenants=...)`, timed) and the new data, judged as `run_monitor` judges it
-(`mix_drift`, `feature_drift(..., mix=)`, `risk_shift(..., tenants=)`, `monitor_status`, each timed). Then the same with a
+(`mix_drift`, `feature_drift(..., mix=)`, `risk_shift(..., tenants=)`, SHAP values and `shap_shift`, `monitor_status`, each
+timed; the profile keeps mean SHAP values, as the training job's does). Then the same with a
 customer mix: the reference holds the first 60% of companies, the new data the last 60%.
 Peak memory is the process's maximum resident set (ru_maxrss). Goal: the whole check (profile excluded, it is written once
 at training) within 10 minutes and 8 GB on 2 cores, and ok on both.
@@ -31,6 +32,8 @@ def check(model, prof, B, times, tag):
     t = time.perf_counter(); mix = M.mix_drift(prof, X, risk, B["tenant_id"]); times[f"{tag}.mix_drift_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter(); d = M.feature_drift(prof, X, risk, mix=mix); times[f"{tag}.feature_drift_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter(); sh = M.risk_shift(prof, model, X, risk, tenants=B["tenant_id"]); times[f"{tag}.risk_shift_s"] = round(time.perf_counter() - t, 1)
+    from hr_ml.explain import contributions
+    t = time.perf_counter(); sh = sh.join(M.shap_shift(prof, contributions(model, X)[0], B["tenant_id"]), on="feature"); times[f"{tag}.shap_shift_s"] = round(time.perf_counter() - t, 1)
     st = M.monitor_status(d, shift=sh, mix=mix)
     times[f"{tag}.total_s"] = round(sum(v for k, v in times.items() if k.startswith(tag + ".") and k != f"{tag}.total_s"), 1)
     print(f"{tag}: {st['status']} in {times[f'{tag}.total_s']} s; " + " | ".join(r for r in st["reasons"] if not r.startswith("info: customer")), flush=True)
@@ -59,13 +62,16 @@ def main(argv=None):
     A, B = cur.filter(h), cur.filter(~h)
     times = {}
     t = time.perf_counter()
-    prof = M.reference_profile(A.select(F.FEATURES), model.predict_risk(A.select(F.FEATURES)), model.feature_names_, as_of=END, tenants=A["tenant_id"])
+    from hr_ml.explain import contributions
+    prof = M.reference_profile(A.select(F.FEATURES), model.predict_risk(A.select(F.FEATURES)), model.feature_names_, as_of=END, tenants=A["tenant_id"],
+                               shap=contributions(model, A.select(F.FEATURES))[0])
     times["profile_s"] = round(time.perf_counter() - t, 1)
     times["profile_mb"] = round(len(json.dumps(prof)) / 1e6, 1)
     st0, mix0 = check(model, prof, B, times, "no_drift")
     tids = sorted(cur["tenant_id"].unique().to_list()); cut = int(round(0.6 * len(tids)))
     A2, B2 = A.filter(pl.col("tenant_id").is_in(tids[:cut])), B.filter(pl.col("tenant_id").is_in(tids[-cut:]))
-    prof2 = M.reference_profile(A2.select(F.FEATURES), model.predict_risk(A2.select(F.FEATURES)), model.feature_names_, as_of=END, tenants=A2["tenant_id"])
+    prof2 = M.reference_profile(A2.select(F.FEATURES), model.predict_risk(A2.select(F.FEATURES)), model.feature_names_, as_of=END, tenants=A2["tenant_id"],
+                                shap=contributions(model, A2.select(F.FEATURES))[0])
     st1, mix1 = check(model, prof2, B2, times, "mix_only")
     res = {"smoke": a.smoke, "config": {"employees": a.employees, "tenants": a.tenants, "seed": a.seed, "employed": cur.height, "new_rows": B.height},
            "machine": {"cores": os.cpu_count(), "python": platform.python_version()}, "generate_s": round(gen_s, 1), "features_s": round(feat_s, 1),
@@ -84,7 +90,7 @@ def main(argv=None):
           f"({cur.height:,} employed at {END}, features {feat_s:.0f} s); half as the reference, half as the new data ({B.height:,} rows); "
           f"{res['machine']['cores']} cores, Python {res['machine']['python']}.", "",
           "| step | no drift | customer mix only |", "|---|---:|---:|"]
-    for s in ("score_s", "mix_drift_s", "feature_drift_s", "risk_shift_s", "total_s"):
+    for s in ("score_s", "mix_drift_s", "feature_drift_s", "risk_shift_s", "shap_shift_s", "total_s"):
         md.append(f"| {s[:-2].replace('_', ' ')} (s) | {times['no_drift.' + s]} | {times['mix_only.' + s]} |")
     md += [f"| status | {st0['status']} | {st1['status']} |", "",
            f"Reference profile with {mix0['summary']['matched']:,} companies in both: {times['profile_s']} s, {times['profile_mb']} MB of JSON. "

@@ -188,11 +188,13 @@ def drivers(model:AttritionModel, # a fitted model
             actionable=None,      # features HR can act on (default: pay, hours, manager, workload)
             n_threads:int|None=None, # threads for TreeSHAP
             device:str="cpu",     # 'cpu', or 'cuda' for xgboost's GPUTreeShap (see `tree_shap`)
+            phi:np.ndarray|None=None, # contributions of X already computed (`contributions(model, X)[0]`); None: computed here
            )->pl.DataFrame:
     "Per employee: risk, bucket and the top-`k` drivers by |SHAP| with direction, text and actionability."
     X = X if isinstance(X, pl.DataFrame) else pl.DataFrame(X)
     act = actionable_features(model) if actionable is None else set(actionable)
-    phi, _ = contributions(model, X, n_threads, device)
+    if phi is None: phi, _ = contributions(model, X, n_threads, device)
+    elif np.shape(phi) != (len(X), len(model.feature_names_)): raise HRDataError(f"phi has shape {np.shape(phi)}; pass contributions(model, X)[0] for these {len(X)} rows")
     yesno = [f for f, s in ((getattr(model, 'recipe_', None) or {}).get('columns') or {}).items() if s.get('kind') == 'binary' and f in X.columns]
     if yesno: X = X.with_columns(pl.col(yesno).cast(pl.Int8, strict=False))  # a one-row model's yes/no columns read as yes/no, however they arrived
     p = model.predict_risk(X)

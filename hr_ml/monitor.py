@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['DEFAULT_THRESHOLDS', 'OTHER', 'NEW', 'MISSING', 'SCORE', 'EPS', 'SHIFTS', 'ARMS', 'load_thresholds',
            'reference_profile', 'save_profile', 'load_profile', 'psi', 'feature_drift', 'plant_shift', 'risk_shift',
-           'company_profiles', 'mix_drift', 'read_outcomes', 'outcomes_from_tables', 'month_ends', 'score_months',
-           'label_months', 'calibration_in_the_large', 'performance_by_month', 'realized_performance', 'fairness_check',
-           'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport', 'read_rows',
-           'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits', 'run_monitor',
-           'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance', 'plot_risk_shift',
-           'plot_mix']
+           'company_profiles', 'mix_drift', 'shap_shift', 'read_outcomes', 'outcomes_from_tables', 'month_ends',
+           'score_months', 'label_months', 'calibration_in_the_large', 'performance_by_month', 'realized_performance',
+           'fairness_check', 'monitor_status', 'check_reference', 'load_reference', 'load_tables', 'RowExport',
+           'read_rows', 'export_date', 'row_inputs', 'row_performance', 'experiment_exits', 'plot_experiment_exits',
+           'run_monitor', 'write_outputs', 'plot_psi', 'plot_feature', 'plot_drifted', 'plot_performance',
+           'plot_risk_shift', 'plot_mix']
 
 # %% ../nbs/33_monitor.ipynb #70349d54
 import copy, json, math, tempfile, datetime as dt
@@ -141,6 +141,7 @@ def reference_profile(X:pl.DataFrame,          # the reference population's feat
                       as_of=None,               # the date the population was taken (monitoring's realized months start after it)
                       meta:dict|None=None,      # anything else to keep: source, horizon_months, cuts, expected (out-of-fold metrics)
                       tenants=None,             # one company id per row: adds per-company summaries (companies of k people or more), so monitoring can tell customer mix from drift
+                      shap:np.ndarray|None=None, # SHAP contributions (rows × `features`, log-odds; `hr_ml.explain.contributions`): keeps their means (per company too), for `shap_shift`
                      )->dict:
     "A privacy-safe summary of the features and scores of a reference population, the yardstick for drift."
     features = list(X.columns) if features is None else list(features)
@@ -153,7 +154,12 @@ def reference_profile(X:pl.DataFrame,          # the reference population's feat
     feats = {f: _cat_profile(X[f], k) if _is_cat(X[f]) else _num_profile(X[f], bins, sketch) for f in features}
     prof = {"format": _FORMAT, "as_of": None if as_of is None else str(as_of), "n": X.height, "k": k, "bins": bins,
             "features": feats, "score": _num_profile(pl.Series(SCORE, risk), bins, sketch), "meta": _jsonable(dict(meta or {}))}
-    if tenants is not None: prof["companies"] = company_profiles(prof, X, risk, tenants)
+    if shap is not None:
+        shap = np.asarray(shap, dtype=float)
+        if shap.shape != (X.height, len(features)) or not np.isfinite(shap).all():
+            raise HRDataError(f"shap has shape {shap.shape} but X has {X.height} rows and {len(features)} features; pass contributions(model, X)[0] in the order of `features`")
+        prof["shap"] = {"features": features, "mean": [_r(float(v)) for v in shap.mean(0)]}
+    if tenants is not None: prof["companies"] = company_profiles(prof, X, risk, tenants, shap)
     return prof
 
 def save_profile(profile:dict,    # from `reference_profile`
@@ -409,8 +415,9 @@ def company_profiles(profile:dict,     # from `reference_profile` (its edges and
                      X:pl.DataFrame,    # the reference population's features
                      risk:np.ndarray,   # their risk
                      tenants,           # one company id per row
+                     shap:np.ndarray|None=None, # SHAP contributions (rows × features): each company's mean is kept
                     )->dict:
-    "Per company of at least k people: size, mean risk and each feature's distribution in runs of bins that hold k people or more each."
+    "Per company of at least k people: size, mean risk, each feature's distribution in runs of bins that hold k people or more each, and mean SHAP per feature."
     k, t = profile["k"], np.asarray(pl.Series(tenants).cast(pl.String).to_list(), dtype=object)
     if len(t) != X.height: raise HRDataError(f"tenants has {len(t)} values but X has {X.height} rows; pass one company id per row")
     uniq, inv, cnt = np.unique(t, return_inverse=True, return_counts=True)
@@ -418,6 +425,9 @@ def company_profiles(profile:dict,     # from `reference_profile` (its edges and
     risk = np.asarray(risk, float).ravel()
     risk_c = np.bincount(inv, weights=risk, minlength=len(uniq)) / cnt
     by = {str(uniq[i]): {"n": int(cnt[i]), "risk": _r(float(risk_c[i])), "f": {}} for i in big}
+    if shap is not None:
+        sh = np.stack([np.bincount(inv, weights=shap[:, j], minlength=len(uniq)) for j in range(shap.shape[1])], axis=1) / cnt[:, None]
+        for i in big: by[str(uniq[i])]["shap"] = [_r(float(v)) for v in sh[i]]
     cols = {**{f: X[f] for f in profile["features"]}, SCORE: pl.Series(SCORE, risk)}
     for f, s in cols.items():
         ref = profile["score"] if f == SCORE else profile["features"][f]
@@ -636,6 +646,29 @@ def _within_back(profile:dict, f:str, s:pl.Series, w:dict, rng)->pl.Series:
         out[rows] = back.cast(pl.String).to_numpy() if cat else back.cast(pl.Float64).to_numpy()
     if cat: return pl.Series(s.name, out.tolist(), dtype=pl.String).cast(s.dtype)
     return pl.Series(s.name, out).fill_nan(None).cast(s.dtype, strict=False)
+
+# %% ../nbs/33_monitor.ipynb #5a1d0c02
+def shap_shift(profile:dict,        # from `reference_profile(..., shap=...)`
+               phi_new:np.ndarray,  # SHAP contributions of the new rows (rows × the profile's SHAP features, log-odds)
+               tenants=None,        # one company id per new row: judged inside the companies in both when the profile has their SHAP means
+              )->pl.DataFrame|None: # feature, shap (inside companies when known, else everyone), shap_total (everyone pooled); the score's row is their sum; None without SHAP in the profile
+    "Per feature, the change of its mean SHAP contribution (log-odds) from the reference to now: the raw score's shift split exactly by feature."
+    sp = profile.get("shap")
+    if not sp: return None
+    feats, ref = sp["features"], np.asarray(sp["mean"], float)
+    phi = np.asarray(phi_new, float)
+    if phi.ndim != 2 or phi.shape[1] != len(feats): raise HRDataError(f"phi_new has shape {phi.shape}; pass contributions(model, X)[0] for the {len(feats)} features of the profile")
+    total = phi.mean(0) - ref
+    w, inside = _matched(profile, tenants, len(phi)), None
+    by = (profile.get("companies") or {}).get("by") or {}
+    if w:
+        m = np.array([bool(mt) and "shap" in by[u] for u, mt in zip(w["tids"], w["matched"])])
+        if m.sum() >= 2:
+            now = np.stack([np.bincount(w["inv"], weights=phi[:, j], minlength=len(w["tids"])) for j in range(phi.shape[1])], axis=1) / w["cnt"][:, None]
+            then = np.array([by[u]["shap"] for u, keep in zip(w["tids"], m) if keep])
+            inside = ((now[m] - then) * w["cnt"][m][:, None]).sum(0) / w["cnt"][m].sum()
+    d = inside if inside is not None else total
+    return pl.DataFrame({"feature": [*feats, SCORE], "shap": [*d.tolist(), float(d.sum())], "shap_total": [*total.tolist(), float(total.sum())]})
 
 # %% ../nbs/33_monitor.ipynb #76175ad8
 def read_outcomes(src, # a CSV/Parquet file of exits, or a DataFrame
@@ -893,6 +926,7 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
             what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({signed(pts)} points)" if score else
                     f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
         if lvl and sig.get(f): flag("drift", lvl, what)
+        elif lvl: reasons.append(f"info: above the {lvl} line but not yet significant: {what} (p {pv[f]:.2g}, not significant after correcting for {drift_df.height} tests)")
         elif not lvl: reasons.append(f"info: {'large shift, small effect on risk' if stat.get(f) in ('warn', 'drift') else 'significant but small'}: {what}")
 
 def _mix_reasons(mix:dict)->list:
@@ -1241,6 +1275,12 @@ def plot_experiment_exits(exp:dict, # from `experiment_exits`
     return fig
 
 # %% ../nbs/33_monitor.ipynb #caf03677
+def _with_shap(shift:pl.DataFrame, profile:dict, model:AttritionModel, X:pl.DataFrame, tenants=None)->pl.DataFrame:
+    "The risk shift with the SHAP view beside it (`shap`, `shap_total`), when the profile keeps mean SHAP values."
+    if not profile.get("shap"): return shift
+    from .explain import contributions
+    return shift.join(shap_shift(profile, contributions(model, X.select(profile["shap"]["features"]))[0], tenants), on="feature", how="left")
+
 def _few(res:dict, k:int, th:dict, expected=None)->dict:
     "A result on fewer than `k` people keeps no figure about them: no scores, feature means or shares; `n` reads 'fewer than k'."
     if res["n"] >= k: return res
@@ -1297,7 +1337,8 @@ def run_monitor(model:AttritionModel,       # the model
         fair["realized"] = fairness_check(conv(lab["risk"].to_numpy()), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           groups=(lab["tenant_id"] + "/" + lab["employee_id"]).to_numpy(), cuts=tuple(conv(cuts)), k=k,
                                           n_boot=n_boot, seed=seed, thresholds=th_r)
-    shift = risk_shift(profile, model, X, risk, seed=seed, tenants=snap["tenant_id"] if mix["available"] else None)
+    shift = _with_shap(risk_shift(profile, model, X, risk, seed=seed, tenants=snap["tenant_id"] if mix["available"] else None),
+                       profile, model, X, snap["tenant_id"] if mix["available"] else None)
     status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift, mix)
     exp = None if assignments is None else experiment_exits(assignments, outcomes_from_tables(tables) if outcomes is None else read_outcomes(outcomes), perf["until"], k=k)
     return _few({"experiment": exp, "as_of": str(as_of), "data_end": str(end), "n": X.height, "X": X, "risk": risk, "drift": drift,
@@ -1318,7 +1359,7 @@ def _monitor_rows(model, profile, rows, as_of, th, k, n_boot, seed)->dict:
         th_r = copy.deepcopy(th); th_r["fairness"]["selection_rate_ratio"] = None   # selection rates are judged on the current scores
         fair["realized"] = fairness_check(lab["risk"].to_numpy(), lab.select(pl.col(f"^{F.PROTECTED_PREFIX}.*$")), lab["y"].to_numpy(),
                                           cuts=cuts, k=k, n_boot=n_boot, seed=seed, thresholds=th_r)
-    shift = risk_shift(profile, model, X, risk, seed=seed)
+    shift = _with_shap(risk_shift(profile, model, X, risk, seed=seed), profile, model, X)
     status = monitor_status(drift, perf, list(fair.values()), th, meta.get("expected"), shift)
     status["reasons"] += [f"info: {n}" for n in [f"the export is dated {r['as_of']}, {r['as_of_note']}", *r["notes"]]]
     res = {"as_of": str(r["as_of"]), "data_end": str(r["as_of"]), "as_of_note": r["as_of_note"], "n": X.height, "X": X, "risk": risk,
@@ -1354,7 +1395,7 @@ def write_outputs(res:dict,           # from `run_monitor`
            "reference": {"as_of": ref.get("as_of"), "n": ref["n"], "k": ref["k"], **{k: v for k, v in ref.get("meta", {}).items()}},
            "score": {"mean": float(np.mean(res["risk"])) if len(res["risk"]) else None, "mean_ref": ref["score"]["mean"]},
            "thresholds": res["thresholds"], "drift": res["drift"].to_dicts(),
-           "risk_shift": None if res.get("shift") is None else res["shift"].select("feature", "points", "points_total", "points_mix").to_dicts(),
+           "risk_shift": None if res.get("shift") is None else res["shift"].select("feature", "points", "points_total", "points_mix", *[c for c in ("shap", "shap_total") if c in res["shift"].columns]).to_dicts(),
            "mix": _mix_doc(res.get("mix")), "performance": perf, "fairness": fair}
     if res.get("experiment"):
         ex = res["experiment"]
@@ -1458,7 +1499,9 @@ def plot_risk_shift(shift:pl.DataFrame,   # from `risk_shift`
     "Bar chart of the risk points each feature's shift adds to the mean risk, and the score's own shift."
     st = load_thresholds(thresholds)["severity"]
     d = shift.filter(pl.col("feature") != SCORE).sort(pl.col("points").abs(), descending=True).head(top).reverse()
-    d = pl.concat([d, shift.filter(pl.col("feature") == SCORE).with_columns(feature=pl.lit("mean risk (all)"))], how="vertical_relaxed")
+    from hr_ml.explain import _label
+    d = pl.concat([d.with_columns(pl.col("feature").map_elements(_label, return_dtype=pl.String)),
+                   shift.filter(pl.col("feature") == SCORE).with_columns(feature=pl.lit("mean risk (all)"))], how="vertical_relaxed")
     fig, ax = plt.subplots(figsize=(6.4, 0.3 * d.height + 1.2))
     ax.barh(d["feature"].to_list(), d["points"].to_list(), color=["tab:gray" if f == "mean risk (all)" else "tab:blue" for f in d["feature"]])
     for key, c in (("feature_warn", "tab:orange"), ("feature_alert", "tab:red")):

@@ -122,7 +122,8 @@ def test_job_end_to_end(world, tmp_path):
     cur = snap.select(F.FEATURES)
     run = tmp_path / "train_run"
     model.save(run)
-    M.save_profile(M.reference_profile(cur, model.predict_risk(cur), model.feature_names_, as_of=T0, tenants=snap["tenant_id"],
+    from hr_ml.explain import contributions
+    M.save_profile(M.reference_profile(cur, model.predict_risk(cur), model.feature_names_, as_of=T0, tenants=snap["tenant_id"], shap=contributions(model, cur)[0],
                                        meta={"horizon_months": 12, "cuts": [0.15, 0.35], "expected": {"roc_auc": 0.7}}),
                    run / "reference_profile.json")
     write_hris(M.plant_shift(small, "pay_freeze"), tmp_path / "hris")
@@ -135,6 +136,10 @@ def test_job_end_to_end(world, tmp_path):
     assert doc["performance"]["available"] and doc["thresholds"]["drift"]["psi_drift"] == 0.25
     pts = {r["feature"]: r["points"] for r in doc["risk_shift"]}                 # risk points per feature, and the score's
     assert set(pts) == set(F.FEATURES) | {M.SCORE} and pts[M.SCORE] > 0, pts
+    shap = {r["feature"]: r["shap"] for r in doc["risk_shift"]}                  # the SHAP view: the pay freeze's change leads, upwards
+    top = max((f for f in shap if f != M.SCORE), key=lambda f: abs(shap[f]))
+    assert top in PAY and shap[top] > 0 and abs(shap[M.SCORE] - sum(v for f, v in shap.items() if f != M.SCORE)) < 1e-9, shap
+    assert "The SHAP view" in (out / "report.html").read_text()
     cal = doc["performance"]["calibration"]
     assert cal["observed"] > 0 and all(c["observed"] >= cal["min_exits"] for c in cal["by_period"]), cal
     assert "What moves the risk" in (out / "report.html").read_text()
@@ -470,3 +475,22 @@ def test_scenario_exits_rising_ranking_unchanged_alerts_on_o_e(platform):
         st = M.monitor_status(pl.DataFrame(schema=M._DRIFT_SCHEMA), {**perf, "calibration": up})
         assert up["o_e"] > 1.25 and st["checks"]["performance"] == "alert", (up, st)
         assert any(r.startswith("alert: calibration in the large") for r in st["reasons"]), st["reasons"]
+
+
+def test_shift_above_the_line_but_not_significant_after_correction_is_an_info_note(platform, platform_ref):
+    """A shift that moves the risk past the warn line, significant at alpha alone but not after correcting for the number
+    of features, is not dropped: it is an info note with its p-value, and the status stays ok."""
+    _, model = platform
+    prof, B = platform_ref
+    X = B.with_columns(pl.col("tenure_years") * 1.2).select(F.FEATURES)
+    risk = model.predict_risk(X)
+    mix = M.mix_drift(prof, X, risk, B["tenant_id"])
+    shift = M.risk_shift(prof, model, X, risk, tenants=B["tenant_id"])
+    pts = abs(dict(zip(shift["feature"], shift["points"]))["tenure_years"])
+    th = {"severity": {"feature_warn": pts / 2, "feature_alert": pts * 10, "score_warn": None, "score_alert": None}}
+    d = M.feature_drift(prof, X, risk, th, mix=mix)
+    assert d.filter(pl.col("feature") == "tenure_years")["p_within"][0] < 0.01
+    d = d.with_columns(significant=pl.when(pl.col("feature") == "tenure_years").then(False).otherwise(pl.col("significant")))   # as if not significant after correction
+    st = M.monitor_status(d, shift=shift, thresholds=th, mix=mix)
+    note = [r for r in st["reasons"] if r.startswith("info: above the warn line but not yet significant") and "tenure_years" in r]
+    assert st["checks"]["drift"] == "ok" and len(note) == 1 and "(p " in note[0], st["reasons"]

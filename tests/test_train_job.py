@@ -170,6 +170,9 @@ def test_run_folder_is_complete(two_runs):
     assert [b["bucket"] for b in m["backtest"]["buckets"]] == ["Low", "Medium", "High"]                # calibration per risk bucket, back-test
     assert m["cv"][m["chosen_model"]]["buckets"] == m["buckets"] and sum(b["n"] or 0 for b in m["backtest"]["buckets"]) <= m["backtest"]["n_test"]
     assert str(run) in rs[0].stdout and "ROC-AUC" in rs[0].stdout
+    prof = json.loads((run / "reference_profile.json").read_text())                     # what monitoring compares with
+    assert set(prof["shap"]["features"]) == set(FEATURES) and len(prof["shap"]["mean"]) == len(prof["shap"]["features"])
+    assert prof["companies"]["by"] and all(len(c["shap"]) == len(prof["shap"]["features"]) and c["n"] >= prof["k"] for c in prof["companies"]["by"].values())
     dr = pl.read_parquet(run / "drivers.parquet")
     assert {"tenant_id", "employee_id", "risk", "bucket", "driver_1_text"} <= set(dr.columns)
     assert dr["risk"].is_between(0, 1).all()
