@@ -913,6 +913,7 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
     both = mix["summary"]["matched"] if inside else 0
     for r in shift.sort(pl.col("points").abs(), descending=True).iter_rows(named=True):
         f, pts, score = r["feature"], r["points"], r["feature"] == SCORE
+        by = f"{abs(pts):.1f} points" if abs(pts) >= 0.05 else "less than 0.05 points"
         if not sig.get(f) and not (pv.get(f) is not None and pv[f] < alpha): continue
         w, a = (st["score_warn"], st["score_alert"]) if score else (st["feature_warn"], st["feature_alert"])
         lvl = "alert" if a is not None and abs(pts) >= a else "warn" if w is not None and abs(pts) >= w else None
@@ -921,10 +922,10 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
                     f"of which customer mix {signed(r['points_mix'])} points)")
         elif inside:
             what = (f"the shift of {f} inside companies (clearly in {moved.get(f) or 0} of {both}) alone {'raises' if pts > 0 else 'lowers'} mean risk "
-                    f"by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
+                    f"by {by} (from {_pct(new - pts / 100)} to {_pct(new)})")
         else:
             what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({signed(pts)} points)" if score else
-                    f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {abs(pts):.1f} points (from {_pct(new - pts / 100)} to {_pct(new)})")
+                    f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {by} (from {_pct(new - pts / 100)} to {_pct(new)})")
         if lvl and sig.get(f): flag("drift", lvl, what)
         elif lvl: reasons.append(f"info: above the {lvl} line but not yet significant: {what} (p {pv[f]:.2g}, not significant after correcting for {drift_df.height} tests)")
         elif not lvl: reasons.append(f"info: {'large shift, small effect on risk' if stat.get(f) in ('warn', 'drift') else 'significant but small'}: {what}")
