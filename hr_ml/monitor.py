@@ -928,7 +928,7 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
                     f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {by} (from {_pct(new - pts / 100)} to {_pct(new)})")
         if lvl and sig.get(f): flag("drift", lvl, what)
         elif lvl: reasons.append(f"info: above the {lvl} line but not yet significant: {what} (p {pv[f]:.2g}, not significant after correcting for {drift_df.height} tests)")
-        elif not lvl: reasons.append(f"info: {'large shift, small effect on risk' if stat.get(f) in ('warn', 'drift') else 'significant but small'}: {what}")
+        else: reasons.append(f"info: {'large shift, small effect on risk' if stat.get(f) in ('warn', 'drift') else 'significant but small'}: {what}")
 
 def _mix_reasons(mix:dict)->list:
     "Customer mix in words: who joined and left, and how much the mix alone moves mean risk."
