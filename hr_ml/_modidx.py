@@ -416,7 +416,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'hr_ml.monitor._need_features': ('monitor.html#_need_features', 'hr_ml/monitor.py'),
                                'hr_ml.monitor._num_drift': ('monitor.html#_num_drift', 'hr_ml/monitor.py'),
                                'hr_ml.monitor._num_profile': ('monitor.html#_num_profile', 'hr_ml/monitor.py'),
-                               'hr_ml.monitor._pct': ('monitor.html#_pct', 'hr_ml/monitor.py'),
                                'hr_ml.monitor._poisson_p': ('monitor.html#_poisson_p', 'hr_ml/monitor.py'),
                                'hr_ml.monitor._pool': ('monitor.html#_pool', 'hr_ml/monitor.py'),
                                'hr_ml.monitor._r': ('monitor.html#_r', 'hr_ml/monitor.py'),

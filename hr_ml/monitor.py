@@ -25,7 +25,7 @@ from .attrition import AttritionModel, metrics
 from .fairness import audit
 from .gates import evaluate_gates
 from .suppression import complement, is_small, fewer_than
-from .report import signed
+from .report import signed, pct
 
 # %% ../nbs/33_monitor.ipynb #d89ea1c1
 DEFAULT_THRESHOLDS = {
@@ -900,8 +900,6 @@ def fairness_check(risk:np.ndarray,           # scores of the new population
 # %% ../nbs/33_monitor.ipynb #b2648491
 _LEVEL = {"ok": 0, "warn": 1, "alert": 2}
 
-def _pct(p): return f"{100 * p:.1f}%"
-
 def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:list, mix:dict|None=None, alpha:float=0.01):
     "Flag the drift check by the risk points of significant shifts (Bonferroni over features); a shift too small to flag, significant at `alpha` alone, becomes an info note."
     sig = dict(zip(drift_df["feature"], drift_df["significant"])) if drift_df.height else {}
@@ -918,14 +916,14 @@ def _severity(shift:pl.DataFrame, drift_df:pl.DataFrame, st:dict, flag, reasons:
         w, a = (st["score_warn"], st["score_alert"]) if score else (st["feature_warn"], st["feature_alert"])
         lvl = "alert" if a is not None and abs(pts) >= a else "warn" if w is not None and abs(pts) >= w else None
         if inside and score:
-            what = (f"inside the {both} companies in both, mean predicted risk moved {signed(pts)} points (overall from {_pct(ref)} to {_pct(new)}, "
+            what = (f"inside the {both} companies in both, mean predicted risk moved {signed(pts)} points (overall from {pct(ref, 1)} to {pct(new, 1)}, "
                     f"of which customer mix {signed(r['points_mix'])} points)")
         elif inside:
             what = (f"the shift of {f} inside companies (clearly in {moved.get(f) or 0} of {both}) alone {'raises' if pts > 0 else 'lowers'} mean risk "
-                    f"by {by} (from {_pct(new - pts / 100)} to {_pct(new)})")
+                    f"by {by} (from {pct(new - pts / 100, 1)} to {pct(new, 1)})")
         else:
-            what = (f"mean predicted risk moved from {_pct(ref)} to {_pct(new)} ({signed(pts)} points)" if score else
-                    f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {by} (from {_pct(new - pts / 100)} to {_pct(new)})")
+            what = (f"mean predicted risk moved from {pct(ref, 1)} to {pct(new, 1)} ({signed(pts)} points)" if score else
+                    f"the shift of {f} alone {'raises' if pts > 0 else 'lowers'} mean risk by {by} (from {pct(new - pts / 100, 1)} to {pct(new, 1)})")
         if lvl and sig.get(f): flag("drift", lvl, what)
         elif lvl: reasons.append(f"info: above the {lvl} line but not yet significant: {what} (p {pv[f]:.2g}, not significant after correcting for {drift_df.height} tests)")
         else: reasons.append(f"info: {'large shift, small effect on risk' if stat.get(f) in ('warn', 'drift') else 'significant but small'}: {what}")
@@ -937,8 +935,8 @@ def _mix_reasons(mix:dict)->list:
     joined = (f"{co(s['joined'])} joined ({fewer_than(k) if is_small(s['n_joined'], k) else format(s['n_joined'], ',')} people" + ("" if is_small(s["n_joined"], k) else f", {s['n_joined'] / s['n_new']:.0%} of the staff now") + ")"
               if s["joined"] else "no company joined")
     small = f", {co(s['small_then'])} had fewer than {k} people in the reference (not followed)" if s.get("small_then") else ""
-    out = [f"info: customer mix: {joined}, {s['left']} left, {s['matched']} are in both{small}; the mix alone moves mean risk from {_pct(s['mean_risk_ref'])} "
-           f"to {_pct(s['mean_risk_mix'])} ({signed(s['points_mix'])} points), changes inside companies {signed(s['points_within'])} points; drift is judged inside the companies in both"]
+    out = [f"info: customer mix: {joined}, {s['left']} left, {s['matched']} are in both{small}; the mix alone moves mean risk from {pct(s['mean_risk_ref'], 1)} "
+           f"to {pct(s['mean_risk_mix'], 1)} ({signed(s['points_mix'])} points), changes inside companies {signed(s['points_within'])} points; drift is judged inside the companies in both"]
     if s["share_matched"] < 0.5:
         out.append(f"info: only {s['share_matched']:.0%} of the staff now work for companies in the reference: drift among the others cannot be judged until the model is retrained with them")
     return out
