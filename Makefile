@@ -55,8 +55,8 @@ book: setup  ## run every lesson notebook and keep its outputs (tables, plots) i
 	$(BIN)/nbdev-test --n-workers 2 --save
 	$(BIN)/nbdev-clean
 
-pytest: setup  ## cross-module tests (CLI, jobs end to end, bad-input corpus)
-	$(BIN)/python -m pytest
+pytest: setup  ## cross-module tests (CLI, jobs end to end, bad-input corpus), on 2 xdist workers (a module per worker)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
 test: check-sync nbtest pytest  ## all checks: sync, nbdev-test, pytest
 

@@ -1,5 +1,9 @@
 """Shared test plumbing: a real `hr-ml serve` in its own process."""
-import re, subprocess, sys, time
+import os, re, subprocess, sys, time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before xgboost loads OpenMP (as the job notebooks do): idle threads sleep,
+                                                     # instead of spinning against the other xdist worker on 2 cores
+import pytest
 
 
 def start_server(cmd: list, timeout: float = 300, **popen_kw):
@@ -28,3 +32,50 @@ def stop_server(proc):
 def hr_ml_serve(*args, **popen_kw):
     "`hr-ml serve ARGS --port 0` with this interpreter, and its URL."
     return start_server([sys.executable, "-m", "hr_ml.cli", "serve", *map(str, args), "--port", "0"], **popen_kw)
+
+
+# ---------------------------------------------------------------- the `hr-ml` command in this process
+class Ran:
+    "What a finished command left, shaped like `subprocess.CompletedProcess` (returncode, stdout, stderr)."
+    def __init__(self, returncode: int, stdout: str, stderr: str, args=()):
+        self.returncode, self.stdout, self.stderr, self.args = returncode, stdout, stderr, list(args)
+    def __repr__(self): return f"Ran(exit {self.returncode}, stdout={self.stdout[-500:]!r}, stderr={self.stderr[-500:]!r})"
+
+
+def hr_ml_inprocess(*args, cwd=None, env=None) -> Ran:
+    """`hr-ml ARGS` through typer's test runner, in this process: the same app, options and error handling as the command,
+    without an interpreter start-up (several seconds with xgboost, shap and mlflow). Use it where the seam under test is not
+    the process; each command keeps at least one real-process test (the journey, the servers)."""
+    import os
+    from contextlib import chdir, nullcontext
+    from typer.testing import CliRunner
+    from hr_ml.cli import app
+    extra = {k: v for k, v in (env or {}).items() if os.environ.get(k) != v}
+    gone = [k for k in os.environ if env is not None and k not in env]
+    runner = CliRunner(env={**extra, **{k: None for k in gone}})
+    with (chdir(cwd) if cwd is not None else nullcontext()):
+        r = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+    err = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):   # what the process would print: a traceback
+        import traceback
+        err += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(r.exception))
+    return Ran(r.exit_code, r.stdout, err, args)
+
+
+# ---------------------------------------------------------------- pytest-xdist: whole modules per worker, long ones first
+# `make test` runs pytest with `-n 2 --dist loadgroup`. A module's tests stay together on one worker, so its module-scoped
+# fixtures (trained runs, servers) are built once; the journey's four runs are split so both workers share them. Groups
+# are handed out in the order below (longest first, measured with --durations: see README, Development), the rest after.
+LONG_FIRST = ["test_journey", "test_bench_smoke", "test_train_job", "test_governance", "test_narrate", "test_score_cli",
+              "test_pay_equity", "test_suppression", "test_registry", "test_privacy", "test_monitor", "test_reports"]
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups into node ids
+def pytest_collection_modifyitems(config, items):
+    def group(item):
+        mod = item.module.__name__.rsplit(".", 1)[-1]
+        if mod == "test_journey" and hasattr(item, "callspec"): return f"{mod}[{item.callspec.id}]"   # one journey a group
+        return mod
+    for it in items: it.add_marker(pytest.mark.xdist_group(group(it)))
+    rank = {m: i for i, m in enumerate(LONG_FIRST)}
+    items.sort(key=lambda it: rank.get(it.module.__name__.rsplit(".", 1)[-1], len(rank)))   # stable: collection order within

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hr_ml.attrition import AttritionModel
 from hr_ml.explain import drivers, what_if, what_if_fact
 from hr_ml.features import FEATURES, build_features
+from hr_ml.io import write_hris
 from hr_ml.schema import HRDataError
 from hr_ml.serve import (create_app, create_key, erase, list_keys, load_served_model, pseudonym, purge_audit,
                          revoke_key, _salt)
@@ -42,8 +43,9 @@ def base(tmp_path_factory):
     # the real server starts now, in the background, so that its imports overlap the TestClient tests
     srv_state = tmp / "srv_state"
     srv_keys = {t: create_key(t, srv_state)[1] for t in (A, B)}
+    write_hris(tables, tmp / "hris")   # the same HRIS for the server's pay-info route, read rather than generated again
     proc = subprocess.Popen([sys.executable, "-c",
-                             f"from hr_ml.serve import serve; from hr_ml.pay_equity import load_pay; serve({str(run)!r}, port=0, state={str(srv_state)!r}, max_batch=50, max_body_bytes=200_000, pay=load_pay(employees=1500, tenants=6, seed=11))"],
+                             f"from hr_ml.serve import serve; from hr_ml.pay_equity import load_pay; serve({str(run)!r}, port=0, state={str(srv_state)!r}, max_batch=50, max_body_bytes=200_000, pay=load_pay({str(tmp / 'hris')!r}))"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
     try:
         model = load_served_model(run)

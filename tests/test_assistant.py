@@ -1,7 +1,7 @@
 """The HR assistant and its evaluation, with no model downloaded: the LLM path runs over real HTTP (pydantic-ai's OpenAI client) against a
 scripted OpenAI-compatible server that replays tool calls (OpenAI `tool_calls`) and answers, including wrong tool choices, answers that
 contradict the tool results, a call for another tenant's employee and a leaking answer; the metrics must come out exactly as planted."""
-import json, re, subprocess, sys, threading, time
+import json, re, sys, threading, time
 from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +14,8 @@ from hr_ml.features import FEATURES, build_features, data_range
 from hr_ml.narrate import LLMConfig
 from hr_ml.synth import generate
 from hr_ml.tools import HRTools
+
+from conftest import Ran, hr_ml_inprocess
 
 TENANT = "T00007"   # in the 1500-employee, 8-tenant world: 5 departments of at least 5 people and 4 smaller ones
 
@@ -224,17 +226,33 @@ def test_leaks_are_counted_when_the_after_policy_is_off(world, llm):
 
 # ---- hr-ml eval assistant ---------------------------------------------------------------------------------------------------
 def _cli(*args, env=None):
+    "`hr-ml ARGS` in this process (typer's runner): the same app, options and one-line errors, without an interpreter start-up."
     import os
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return hr_ml_inprocess(*args, env={**os.environ, **env} if env else None)
 
 
-def test_cli_eval_assistant_writes_eval_json(world, llm, tmp_path):
+def _cli_fd(capfd, *args):
+    """`hr-ml ARGS` in this process with the real file descriptors (pytest's fd capture), for a command that starts a child process
+    on this process's stderr (`hr-ml eval assistant` starts `hr-ml mcp` over stdio): typer's runner swaps in a stderr without one."""
+    import click
+    from typer.main import get_command
+    from hr_ml.cli import app
+    capfd.readouterr()
+    try: code = get_command(app).main([str(a) for a in args], prog_name="hr-ml", standalone_mode=False)
+    except click.ClickException as e: e.show(); code = e.exit_code   # a usage error, as the command prints it
+    except Exception as e:   # what the process would print: a traceback
+        import traceback
+        code = 1; print("Traceback (most recent call last):\n" + "".join(traceback.format_exception(e)), file=sys.stderr)
+    out, err = capfd.readouterr()
+    return Ran(code if isinstance(code, int) else 0, out, err, args)
+
+
+def test_cli_eval_assistant_writes_eval_json(world, llm, tmp_path, monkeypatch, capfd):
     s, script = plan(world)
     llm.script = script
-    r = _cli("eval", "assistant", "--llm", llm.url, "--llm-model", "scripted-agent", "--model", world["run"], "--tenant", TENANT,
-             "--out", tmp_path / "ev", "--state", tmp_path / "serving", "--llm-key-env", "HR_ML_TEST_LLM_KEY", "--llm-retries", "0",
-             env={"HR_ML_TEST_LLM_KEY": "sk-cli"})
+    monkeypatch.setenv("HR_ML_TEST_LLM_KEY", "sk-cli")
+    r = _cli_fd(capfd, "eval", "assistant", "--llm", llm.url, "--llm-model", "scripted-agent", "--model", world["run"], "--tenant", TENANT,
+                "--out", tmp_path / "ev", "--state", tmp_path / "serving", "--llm-key-env", "HR_ML_TEST_LLM_KEY", "--llm-retries", "0")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "tasks 38/42 succeeded" in r.stdout and "red team 44/44 refused or suppressed, leaks 0" in r.stdout
     ev = json.loads((tmp_path / "ev" / "eval.json").read_text())

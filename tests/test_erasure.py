@@ -1,19 +1,21 @@
 """Erasure that can be proven: train a tiny run through the CLI (tracked to its MLflow store), score, audit, erase one
 employee, then read every file under the output folders (Parquet parsed, the rest as bytes) and find the id nowhere."""
-import json, os, subprocess, sys
+import json, os
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import hr_ml_inprocess
 from hr_ml.score import load_model
 from hr_ml.serve import AuditLog
 
 
 def hr_ml(*args, cwd):
+    "`hr-ml ARGS` in this process, in `cwd` (tests/test_journey.py runs these commands as processes)."
     env = {k: v for k, v in os.environ.items() if k != "HR_ML_TRACKING_URI"}  # the store beside the runs folder
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900, env=env)
+    return hr_ml_inprocess(*args, cwd=cwd, env=env)
 
 
 def holds(f:Path, needle:str)->bool:
@@ -37,7 +39,8 @@ def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("erasure")
     r = hr_ml("synth", "--employees", 300, "--tenants", 3, "--seed", 0, "--out", "data", "--no-progress", cwd=d)
     assert r.returncode == 0, r.stderr
-    r = hr_ml("train", "attrition", "--data", "data", "-p", "n_boot=20", "--out", "runs", "--no-progress", cwd=d)
+    r = hr_ml("train", "attrition", "--data", "data", "-p", "n_boot=20", "-p", "n_splits=3", "-p", "n_repeats=1",
+              "-p", "model_params={n_estimators: 40, max_depth: 3, n_jobs: 1}", "--out", "runs", "--no-progress", cwd=d)
     assert r.returncode == 0, r.stderr
     run = next((d / "runs" / "attrition").iterdir())
     assert (d / "mlruns" / "mlflow.db").exists(), r.stdout

@@ -22,7 +22,14 @@ START = date(2025, 1, 1)
 
 
 def hr_ml(*args, cwd=None):
+    "`hr-ml ARGS` as a real process: the final analysis runs so, once (the seam a user meets)."
     return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900)
+
+
+def hr_ml_here(*args, cwd=None):
+    "`hr-ml ARGS` in this process (same app, options, stdout/stderr split and one-line errors), without an interpreter start-up."
+    from conftest import hr_ml_inprocess
+    return hr_ml_inprocess(*args, cwd=cwd)
 
 
 def world(n=2500, tenants=6, seed=1, **iv):
@@ -105,7 +112,7 @@ def test_report_standard(final_run):
 def test_interim_read_is_labelled(synth_world):
     "Read half-way through the horizon: labelled interim, a warning, the Kaplan–Meier difference instead of the proportions."
     d, assign, _ = synth_world
-    r = hr_ml("experiment", "analyze", "--assignments", assign, "--outcomes", d / "world", "-p", "as_of=2025-06-30", "-p", "uplift=false",
+    r = hr_ml_here("experiment", "analyze", "--assignments", assign, "--outcomes", d / "world", "-p", "as_of=2025-06-30", "-p", "uplift=false",
               "--no-progress", "--out", d / "interim")
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     assert "interim result" in r.stdout and "warning: Interim result" in r.stdout
@@ -126,7 +133,7 @@ def test_bad_inputs_one_line_no_run(synth_world, tmp_path, case):
            "bad_arm": a.with_columns(arm=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("placebo")).otherwise("arm"))}[case]
     f = tmp_path / "assign.csv"
     bad.write_csv(f)
-    r = hr_ml("experiment", "analyze", "--assignments", f, "--outcomes", d / "world", "-p", "uplift=false", "--no-progress", "--out", tmp_path / "runs")
+    r = hr_ml_here("experiment", "analyze", "--assignments", f, "--outcomes", d / "world", "-p", "uplift=false", "--no-progress", "--out", tmp_path / "runs")
     assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
@@ -137,7 +144,7 @@ def test_bad_inputs_one_line_no_run(synth_world, tmp_path, case):
 
 
 def test_missing_files_one_line(tmp_path):
-    r = hr_ml("experiment", "analyze", "--assignments", tmp_path / "nope.csv", "--outcomes", tmp_path, "--out", tmp_path / "runs")
+    r = hr_ml_here("experiment", "analyze", "--assignments", tmp_path / "nope.csv", "--outcomes", tmp_path, "--out", tmp_path / "runs")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "nope.csv" in r.stderr
 
 
@@ -147,7 +154,7 @@ def test_own_csv_export_and_assignment_file(synth_world, tmp_path):
     exp = tmp_path / "export"; exp.mkdir()
     for t in ("employees", "compensation", "job_changes"): pl.read_parquet(d / "world" / f"{t}.parquet").write_csv(exp / f"{t}.csv")
     pl.read_parquet(assign).select("tenant_id", "employee_id", "arm").write_csv(tmp_path / "assign.csv")
-    r = hr_ml("experiment", "analyze", "--assignments", tmp_path / "assign.csv", "--outcomes", exp, "-p", "assigned_on=2025-01-01", "-p", "as_of=2025-12-31",
+    r = hr_ml_here("experiment", "analyze", "--assignments", tmp_path / "assign.csv", "--outcomes", exp, "-p", "assigned_on=2025-01-01", "-p", "as_of=2025-12-31",
               "-p", "replacement_multiple=1.5", "--no-progress", "--out", tmp_path / "runs")
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     run = next((tmp_path / "runs" / "experiment").iterdir())

@@ -1,12 +1,14 @@
 """Trust and governance: the proxy check finds the planted proxy, unfair and weak models fail their gates while a good one
 passes, small groups are suppressed beyond recovery, and every training run ships a fairness audit, gates and a model card
 whose numbers are the run's numbers."""
-import json, re, subprocess, sys
+import json, os, re, shlex, shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
+from conftest import hr_ml_inprocess
 
 from hr_ml.attrition import AttritionModel, metrics
 from hr_ml.cards import ANNEX_IV, SECTIONS, fmt, fmt_ci, model_card
@@ -105,18 +107,32 @@ def test_small_groups_suppressed_and_not_recoverable():
 
 
 # ---------------------------------------------------------------- a training run ships fairness, gates and a card
-TINY = ["--employees", "1200", "--tenants", "6", "-p", "n_splits=3", "-p", "model_kind=xgboost", "-p", "n_boot=100",
-        "-p", "model_params={n_estimators: 40, max_depth: 3}", "--no-progress"]
+# One tiny tracked run serves the whole module: the run's files and card, and (under a strict policy: four-fifths raised to
+# 0.95, point evidence) a refused promotion, its mitigation and the sign-off. The default policy being recorded when none is
+# given is checked on the default-policy run of tests/test_registry.py. Commands run in this process (tests/conftest.py);
+# the real-process path of train, promote and models is kept by tests/test_journey.py.
+STRICT_POLICY = "{evidence: point, fairness: {selection_rate_ratio: {min: 0.95}}}"
+TINY = ["--employees", "1200", "--tenants", "6", "-p", "n_splits=3", "-p", "model_kind=xgboost", "-p", "n_boot=20", "-p", "shap_rows=300",
+        "-p", "model_params={n_estimators: 40, max_depth: 3}", "-p", f"policy={STRICT_POLICY}", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    r = subprocess.run([sys.executable, "-m", "hr_ml.cli", "train", "attrition", *TINY, "--out", str(out)],
-                       capture_output=True, text=True, timeout=900)
+def refused(tmp_path_factory):
+    "A tiny tracked run under a strict policy (four-fifths raised to 0.95, point evidence): a fairness gate fails and blocks."
+    base = tmp_path_factory.mktemp("refused")
+    env = {**os.environ, "HR_ML_TRACKING_URI": f"sqlite:///{base}/mlruns/mlflow.db"}
+    r = hr_ml_inprocess("train", "attrition", *TINY, "--out", base / "runs", env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (out / "attrition").iterdir() if not p.name.startswith(".")]
-    return d
+    (d,) = [p for p in (base / "runs" / "attrition").iterdir() if not p.name.startswith(".")]
+    m = json.loads((d / "metrics.json").read_text())
+    bad = [g for g in m["gates"] if g["blocking"] and not g["passed"]]
+    assert bad and all(g["name"].startswith("fairness.") for g in bad), m["gates"]
+    return dict(base=base, env=env, run=d, m=m, bad=bad, train_out=r.stdout)
+
+
+@pytest.fixture(scope="module")
+def run(refused):
+    return refused["run"]
 
 
 def test_run_has_fairness_gates_and_card(run):
@@ -127,7 +143,7 @@ def test_run_has_fairness_gates_and_card(run):
     for g in m["gates"]:
         assert {"name", "value", "threshold", "passed", "blocking"} <= set(g), g
     assert m["gates_passed"] == all(g["passed"] for g in m["gates"] if g["blocking"])
-    assert m["policy"] == load_policy()
+    assert m["policy"] == load_policy(yaml.safe_load(STRICT_POLICY))   # the run's policy, merged over the defaults
     fj = json.loads((run / "fairness.json").read_text())
     assert {"prot_gender", "prot_age_band", "prot_nationality"} <= set(fj["audit"]["attributes"])
     assert fj["audit"]["overall"]["n"] + fj["n_without_prediction"] == m["n_rows"]
@@ -192,27 +208,8 @@ def test_card_sections_and_numbers(run):
 
 
 # ---------------------------------------------------------------- a refused promotion says what to do; accountable sign-off
-STRICT = ["--employees", "1500", "--tenants", "8", "-p", "n_splits=3", "-p", "model_kind=logistic", "-p", "n_boot=50",
-          "-p", "policy={evidence: point, fairness: {selection_rate_ratio: {min: 0.95}}}", "--no-progress"]
-
-
 def cli(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd, env=env)
-
-
-@pytest.fixture(scope="module")
-def refused(tmp_path_factory):
-    "A tiny tracked run under a strict policy (four-fifths raised to 0.95, point evidence): a fairness gate fails and blocks."
-    import os
-    base = tmp_path_factory.mktemp("refused")
-    env = {**os.environ, "HR_ML_TRACKING_URI": f"sqlite:///{base}/mlruns/mlflow.db"}
-    r = cli("train", "attrition", *STRICT, "--out", base / "runs", env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (base / "runs" / "attrition").iterdir() if not p.name.startswith(".")]
-    m = json.loads((d / "metrics.json").read_text())
-    bad = [g for g in m["gates"] if g["blocking"] and not g["passed"]]
-    assert bad and all(g["name"].startswith("fairness.") for g in bad), m["gates"]
-    return dict(base=base, env=env, run=d, m=m, bad=bad, train_out=r.stdout)
+    return hr_ml_inprocess(*args, cwd=cwd, env=env)
 
 
 def _gate_line(g):
@@ -254,7 +251,6 @@ def test_mitigation_table_and_command(refused):
     line = next(l for l in cli("promote", refused["run"], env=refused["env"]).stderr.splitlines() if "1. mitigat" in l)
     cmd = line[line.index("hr-ml train attrition"):]
     ex = re.search(r"-p exclude='\[(.*?)\]'", cmd).group(1).split(", ")
-    import shlex
     args = shlex.split(cmd)[1:]
     out = refused["base"] / "mitigated"
     r = cli(*args, "--out", out, "--no-track", "--no-progress")
@@ -265,7 +261,6 @@ def test_mitigation_table_and_command(refused):
 
 
 def test_signoff_recorded_in_registry_models_and_card(refused, tmp_path):
-    import shutil
     run = Path(shutil.copytree(refused["run"], refused["run"].parent / (refused["run"].name + "-signed")))
     man = json.loads((run / "manifest.json").read_text()); man["run_id"] = run.name
     (run / "manifest.json").write_text(json.dumps(man))
@@ -301,7 +296,6 @@ def test_signoff_recorded_in_registry_models_and_card(refused, tmp_path):
     ({}, "fairness.nationalty.selection_rate_ratio", "no gate of that name"),
 ])
 def test_signoff_refused_one_line(refused, make, accept, expect):
-    import shutil
     from hr_ml.runs import sha256_file
     run = Path(shutil.copytree(refused["run"], refused["base"] / "copies" / f"{refused['run'].name}-{accept[:12]}"))
     m = json.loads((run / "metrics.json").read_text())

@@ -14,7 +14,8 @@ from conftest import start_server, stop_server
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
-FAST = {"xgboost": ["-p", "model_params={n_estimators: 60, max_depth: 3, learning_rate: 0.1}"], "logistic": []}
+SMALL = ["-p", "n_splits=3", "-p", "n_boot=30"]   # 3 folds, 30 bootstrap replicates: the journey checks the path, not the statistics
+FAST = {"xgboost": ["-p", "model_params={n_estimators: 60, max_depth: 3, learning_rate: 0.1}", *SMALL], "logistic": SMALL}
 
 
 def sections(md: str = README) -> dict:

@@ -18,6 +18,8 @@ from hr_ml.serve import create_key, revoke_key
 from hr_ml.synth import generate
 from hr_ml.tools import TOOLS
 
+from conftest import hr_ml_inprocess
+
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -205,7 +207,8 @@ def test_stdio_audit_log(stdio, world):
 
 
 def test_cli_unknown_tenant_is_one_line_on_stderr(world, tmp_path):
-    r = subprocess.run([sys.executable, *_args(world, "--tenant", "T99999", "--state", str(tmp_path / "s"))], capture_output=True, text=True, timeout=120)
+    "In this process (typer's runner): the command's own output; the real server processes are the stdio and HTTP fixtures."
+    r = hr_ml_inprocess(*_args(world, "--tenant", "T99999", "--state", str(tmp_path / "s"))[2:])
     assert r.returncode == 2 and r.stdout == ""          # stdout belongs to the protocol
     assert r.stderr == "error: no employees of tenant T99999 in the data; check the tenant id\n"
 

@@ -190,8 +190,9 @@ def readme_mapping():
 
 
 def cli(*args, cwd=None, env=None):
-    import subprocess, sys
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    "`hr-ml ARGS` in this process (same app, options and one-line errors; `hr-ml monitor` as a real process: test_journey)."
+    from conftest import hr_ml_inprocess
+    return hr_ml_inprocess(*args, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from hr_ml.privacy import PROTECTED_SYNONYMS
 from hr_ml.synth import generate
 from hr_ml.tabular import actionable_features
 
+from conftest import hr_ml_inprocess
+
 
 # ---- a scripted OpenAI-compatible server -------------------------------------------------------------------------------
 class ScriptedLLM:
@@ -181,10 +183,11 @@ def test_llm_failures_fall_back_to_the_template(world, llm, case, script, expect
 
 
 # ---- the commands -----------------------------------------------------------------------------------------------------
-def hr_ml(*args, env=None):
+def hr_ml(*args, env=None, cwd=None):
+    """`hr-ml ARGS` in this process (typer's runner): the same app, options and one-line errors, without an interpreter start-up;
+    the real process is kept below by `hr-ml serve` (and by tests/test_journey.py)."""
     import os
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return hr_ml_inprocess(*args, env={**os.environ, **env} if env else None, cwd=cwd)
 
 
 def test_cli_narrate_llm_then_eval(world, llm, tmp_path):
@@ -252,7 +255,7 @@ def test_one_row_export_model_narratives_are_faithful(tmp_path):
     (tmp_path / "mapping.yaml").write_text('id: EmployeeNumber\ntarget: Attrition\npositive: "Yes"\nprotected: [Age, Gender, MaritalStatus]\n'
                                            'drop: [DailyRate, HourlyRate, MonthlyRate]\n')
     ds = load_dataset(tmp_path / "export.csv", tmp_path / "mapping.yaml", n_splits=3)
-    m, _ = choose_and_fit(ds, n_splits=3, n_repeats=1, model_params={"n_estimators": 30}, kind="xgboost")
+    m, _ = choose_and_fit(ds, n_splits=2, n_repeats=1, model_params={"n_estimators": 30}, kind="xgboost")   # kind given: the CV (2 folds here) does not change the model
     X = score_inputs(tmp_path / "export.csv", m)[0]
     evs = evidence_for(m, X, tenant="ACME")
     assert all(k[0] == "ACME" for k in evs) and not any(f in ("Age", "Gender", "MaritalStatus") for f in next(iter(evs.values()))["shap"])
@@ -405,13 +408,13 @@ def test_cli_erase_removes_narrative_lines(world, tmp_path):
     run = tmp_path / "runs" / "attrition" / "R1"; run.mkdir(parents=True)
     (run / "narratives.jsonl").write_text("".join(lines[:2]))
     (run / "manifest.json").write_text(json.dumps({"files": {"narratives.jsonl": sha256_file(run / "narratives.jsonl")}}))
-    r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", f, "--runs", tmp_path / "runs")
+    r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", f, "--runs", tmp_path / "runs", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "narrative_lines 2, narrative_files 1" in r.stdout and "run_rows 1, run_files 1" in r.stdout, r.stdout
     assert f.read_text() == "".join(lines[1:3] + lines[4:])
     assert (run / "narratives.jsonl").read_text() == lines[1]
     assert json.loads((run / "manifest.json").read_text())["files"]["narratives.jsonl"] == sha256_file(run / "narratives.jsonl")
-    r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", tmp_path / "missing.jsonl")
+    r = hr_ml("erase", "--tenant", t, "--employee", e, "--state", tmp_path / "state", "--narratives", tmp_path / "missing.jsonl", cwd=tmp_path)
     assert r.returncode == 2 and "narratives file or folder not found" in r.stderr, r.stderr
 
 
@@ -425,15 +428,16 @@ def _replays_the_template(body):
 
 
 def test_eval_genai_job(world, llm, tmp_path):
-    "nbs/jobs/eval_genai.ipynb through hr_ml.runs: template and LLM narratives evaluated, the evaluator measured, a readable report, no employee ids in eval.json."
+    """nbs/jobs/eval_genai.ipynb through hr_ml.runs: template and LLM narratives evaluated, the evaluator measured, a readable report, no employee ids in eval.json;
+    in the same run the assistant's suites (tools in process) once the endpoint has started failing: the policy still refuses every red-team item."""
     from hr_ml.runs import run_job
     from hr_ml.schema import HRDataError
     from test_reports import notebook_text, problems, report_text
     d, m, cur, evs = world
-    n = 150
+    n = 40   # LLM narratives: the first n - 2 scripted (2 of them naming protected attributes), then the endpoint fails for the rest
     llm.script = [("fn", _replays_the_template)] * (n - 4) + [("json", json.dumps({"text": "Her age and family plans may matter.", "claims": []}))] * 2
     p = {"model": str(d / "run"), "data": str(d / "features.parquet"), "n_employees": n, "n_labelled": 120, "llm_url": llm.url,
-         "llm_model": "scripted-job", "llm_timeout": 5.0}
+         "llm_model": "scripted-job", "llm_timeout": 5.0, "llm_retries": 0, "assistant": True, "assistant_mcp": False}
     run = run_job("eval_genai", p, tmp_path / "runs", kind="eval_genai", progress=False)
     res = json.loads((run / "eval.json").read_text())
     t, l = res["backends"]["template"], res["backends"]["llm"]
@@ -446,28 +450,22 @@ def test_eval_genai_job(world, llm, tmp_path):
     assert not any(e in text for e in cur["employee_id"].to_list()[:2000])   # verdicts carry the pseudonymous id only
     lines = [json.loads(x) for x in (run / "narratives.jsonl").read_text().splitlines()]
     assert len(lines) == 2 * n and {x["backend"] for x in lines} >= {"template", "llm"}   # hr-ml eval narratives and hr-ml erase read these
+    A = res["assistant"]["summary"]
+    assert A["tasks"] >= 40 and A["redteam"] >= 40 and A["refused"] == A["redteam"] and A["leaks"] == 0, A
+    assert A["errors"] == A["tasks"] and A["task_success"] == 0 and len(llm.requests) == n + A["tasks"], A   # n narratives, one try per task
     doc = (run / "report.html").read_text()
     shown = report_text(doc)
     assert shown.index("Summary") < shown.index("Narratives against the evidence") and "What to do next." in shown
     assert "Do not show the failing back-end" in shown and "Her age and family plans may matter." in shown
+    assert "The HR assistant" in shown and f"{A['refused']} of {A['redteam']} red-team requests" in shown
     assert doc.count('src="data:image/png;base64,') >= 2 and {"defects.png", "evaluator.png"} <= {f.name for f in run.glob("*.png")}
     for what, txt in (("report.html", shown), ("executed.ipynb", notebook_text(json.loads((run / "executed.ipynb").read_text())))):
         bad = problems(txt, tmp_path)
         assert not bad, (what, bad)
     assert json.loads((run / "manifest.json").read_text())["evaluator_min_recall"] >= 0.95
     with pytest.raises(HRDataError, match="assistant=True needs an LLM"):
-        run_job("eval_genai", {**p, "llm_url": None, "llm_model": None, "assistant": True}, tmp_path / "runs", kind="eval_genai", progress=False)
+        run_job("eval_genai", {**p, "llm_url": None, "llm_model": None}, tmp_path / "runs", kind="eval_genai", progress=False)
     assert len(list((tmp_path / "runs" / "eval_genai").iterdir())) == 1   # a failed run leaves no folder
-    # the assistant's suites through the same job (tools in process; an endpoint that fails: the policy still refuses every red-team item)
-    llm.script, llm.requests = [], []
-    run2 = run_job("eval_genai", {**p, "n_employees": 10, "n_labelled": 60, "llm_retries": 0, "assistant": True, "assistant_mcp": False},
-                   tmp_path / "runs", kind="eval_genai", progress=False)
-    A = json.loads((run2 / "eval.json").read_text())["assistant"]["summary"]
-    assert A["tasks"] >= 40 and A["redteam"] >= 40 and A["refused"] == A["redteam"] and A["leaks"] == 0, A
-    assert A["errors"] == A["tasks"] and A["task_success"] == 0 and len(llm.requests) == 10 + A["tasks"], A   # 10 narratives, one try per task
-    shown = report_text((run2 / "report.html").read_text())
-    assert "The HR assistant" in shown and f"{A['refused']} of {A['redteam']} red-team requests" in shown
-    assert not problems(shown, tmp_path)
 
 
 def test_api_narrative_refused_for_a_model_with_a_protected_feature(tmp_path):

@@ -1,7 +1,6 @@
 """The pay-equity report (EU Pay Transparency Directive): Art. 9 indicators against a hand calculation, the planted
 unexplained gap, small-group suppression, and the report job through the CLI (good runs and one-line errors)."""
-import json, subprocess, sys
-from concurrent.futures import ThreadPoolExecutor
+import json, sys
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +10,9 @@ import pytest
 from hr_ml import pay_equity as PE
 from hr_ml.schema import HRDataError
 from hr_ml.synth import generate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import hr_ml_inprocess                                 # noqa: E402
 
 S5 = "suppressed (n < 5)"
 
@@ -148,7 +150,8 @@ BAD = {  # case: (change to the export, extra mapping text / None to drop gender
 
 
 def hr_ml(*args):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+    "`hr-ml ARGS` in this process (the command's real process is kept by test_journey): the job still runs in its own kernel."
+    return hr_ml_inprocess(*args)
 
 
 def runs_in(out: Path) -> list:
@@ -158,7 +161,7 @@ def runs_in(out: Path) -> list:
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
-    "Every CLI run of this file, started together (each one starts a kernel)."
+    "Every CLI run of this file, one after another in this process (each one starts a kernel; the runner is not thread-safe)."
     d = tmp_path_factory.mktemp("pe")
     export_rows().write_csv(d / "export.csv")
     (d / "mapping.yaml").write_text(MAPPING)
@@ -173,8 +176,7 @@ def cli(tmp_path_factory):
     export_rows().with_columns(Sex=pl.lit("F")).write_csv(d / "women_only.csv")
     jobs["women_only"] = ["report", "pay-equity", "--data", d / "women_only.csv", "--mapping", d / "mapping.yaml", "-p", "n_boot=0",
                           "--no-progress", "--out", d / "women_only"]
-    with ThreadPoolExecutor(min(len(jobs), 4)) as ex:   # more kernels at once only wait for the CPU
-        res = dict(zip(jobs, ex.map(lambda a: hr_ml(*a), jobs.values())))
+    res = {name: hr_ml(*a) for name, a in jobs.items()}
     return d, res
 
 
@@ -271,11 +273,9 @@ def readme_export(tmp_path_factory):
     demo_export(n=500, seed=3).write_csv(d / "export.csv")
     (d / "mapping.yaml").write_text(readme_mapping())
     common = ["--data", d / "export.csv", "--mapping", d / "mapping.yaml", "--no-progress"]
-    with ThreadPoolExecutor(2) as ex:
-        tr = ex.submit(hr_ml, "train", "attrition", *common, "-p", "n_splits=3", "-p", "n_repeats=1",
-                       "-p", "model_params={n_estimators: 30}", "-p", "n_boot=20", "--no-track", "--out", d / "runs")
-        pe = ex.submit(hr_ml, "report", "pay-equity", *common, "-p", "n_boot=20", "--out", d / "runs")
-        tr, pe = tr.result(), pe.result()
+    tr = hr_ml("train", "attrition", *common, "-p", "n_splits=3", "-p", "n_repeats=1",
+               "-p", "model_params={n_estimators: 30, max_depth: 3}", "-p", "n_boot=20", "--no-track", "--out", d / "runs")
+    pe = hr_ml("report", "pay-equity", *common, "-p", "n_boot=20", "--out", d / "runs")
     return d, tr, pe
 
 
@@ -460,19 +460,18 @@ def test_obligations_by_size_and_config(tmp_path):
 
 def test_cli_per_tenant_run_and_resume(tmp_path):
     "hr-ml report pay-equity --per-tenant writes a run folder per tenant and tenants.parquet; --resume RUN redoes nothing."
-    cmd = [sys.executable, "-m", "hr_ml.cli", "report", "pay-equity", "-p", "employees=1500", "-p", "tenants=10", "-p", "workers=1",
-           "--out", str(tmp_path)]
-    r = subprocess.run([*cmd, "--per-tenant"], capture_output=True, text=True, timeout=300)
+    cmd = ["report", "pay-equity", "-p", "employees=1500", "-p", "tenants=10", "-p", "workers=1", "--out", tmp_path]
+    r = hr_ml(*cmd, "--per-tenant")
     assert r.returncode == 0, r.stdout + r.stderr
     (run,) = (tmp_path / "pay_equity_tenants").iterdir()
     s = pl.read_parquet(run / "tenants.parquet")
     assert s.height == 10 and set(s["status"]) <= {"ok", "flagged", "fully suppressed", "error"} and "10 tenants" in r.stdout
     assert all((run / "tenants" / t / "report.html").exists() for t in s.filter(pl.col("status") != "error")["tenant_id"])
     stamp = {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()}
-    r2 = subprocess.run([*cmd, "--resume", run.name], capture_output=True, text=True, timeout=300)
+    r2 = hr_ml(*cmd, "--resume", run.name)
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert {p.name: (p / "summary.json").stat().st_mtime_ns for p in (run / "tenants").iterdir()} == stamp
-    r3 = subprocess.run([*cmd, "--resume", "nope"], capture_output=True, text=True, timeout=300)
+    r3 = hr_ml(*cmd, "--resume", "nope")
     assert r3.returncode != 0 and "no per-tenant run" in (r3.stdout + r3.stderr) and "Traceback" not in r3.stderr
 
 

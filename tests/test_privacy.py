@@ -2,7 +2,7 @@
 synthetic HRIS, salted with identifiers, protected synonyms, typos, duplicated headers and free text), each case with
 its expected one-line error or note; the CLI for a handful; and a property test: no salted identifier reaches any
 output file of a run."""
-import json, os, re, subprocess, sys
+import json, os, re, sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ from hr_ml.schema import HRDataError
 from hr_ml.synth import generate
 from hr_ml.tabular import demo_export, prepare_table, table_features, table_columns
 
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import hr_ml_inprocess                                 # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -301,8 +303,8 @@ def test_identifier_detection_has_no_false_positives_on_clean_data(demo, hris):
 
 # ---------------------------------------------------------------- the CLI: exit 2, one line, no traceback, no run folder
 def hr_ml(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600,
-                          env={**os.environ, "HR_ML_SALT": "test-salt"})
+    "`hr-ml ARGS` in this process (the command's real process is kept by test_journey), with the key for `hash:`; jobs still run in a kernel."
+    return hr_ml_inprocess(*args, cwd=cwd, env={**os.environ, "HR_ML_SALT": "test-salt"})
 
 
 def assert_refused(r, out, *words):

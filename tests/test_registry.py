@@ -9,19 +9,22 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from conftest import hr_ml_inprocess
+
 from hr_ml.attrition import AttritionModel
 from hr_ml.runs import sha256_file
 from hr_ml.attrition import model_sha256
 from hr_ml.score import domain
 from hr_ml.schema import HRDataError
 
-TINY = ["--employees", "1500", "--tenants", "8", "-p", "n_splits=3", "-p", "model_kind=xgboost",
+TINY = ["--employees", "600", "--tenants", "6", "-p", "n_splits=3", "-p", "model_kind=xgboost", "-p", "n_boot=20", "-p", "shap_rows=300",
         "-p", "model_params={n_estimators: 60, max_depth: 3}", "--no-progress"]
 
 
-def hr_ml(*args, cwd=None, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600, **kw)
+def hr_ml(*args, cwd=None, env=None):
+    """`hr-ml ARGS` in this process (tests/conftest.py); the real-process path of train, promote, models and score is kept
+    by tests/test_journey.py, and the crash-safety tests below kill real processes."""
+    return hr_ml_inprocess(*args, cwd=cwd, env=env)
 
 
 def with_gates(src: Path, name: str, fail: tuple = (), drop: bool = False) -> Path:
@@ -99,6 +102,8 @@ def test_train_logs_the_run(trained):
     assert t["hr_ml.lock_sha256"] == man["lock_sha256"] and t["hr_ml.git_commit"] == man["git_commit"]
     assert t["hr_ml.chosen_model"] == "xgboost" and t["hr_ml.model_uri"].startswith("models:/")
     assert r.data.params["n_splits"] == "3" and r.data.params["model_params.n_estimators"] == "60"
+    from hr_ml.gates import load_policy
+    assert m["policy"] == load_policy()  # no policy given: the defaults are recorded (the strict-policy run is in test_governance)
     assert r.data.metrics["cv.xgboost.mean.roc_auc"] == pytest.approx(m["cv"]["xgboost"]["mean"]["roc_auc"])
     for g in m.get("gates") or []:
         if isinstance(g.get("value"), (int, float)): assert r.data.metrics[f"gate.{g['name']}"] == pytest.approx(g["value"])

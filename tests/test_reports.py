@@ -10,6 +10,9 @@ import pytest
 
 from hr_ml.tabular import demo_export
 
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import hr_ml_inprocess
+
 TRAIN = ["-p", "n_splits=3", "-p", "n_boot=20", "--no-track"]
 SYNTH = ["--employees", "1500", "--tenants", "8", "-p", "model_kind=xgboost", "-p", "model_params={n_estimators: 60, max_depth: 3}"]
 EXPORT_MAPPING = """id: EmployeeNumber
@@ -59,11 +62,20 @@ def runs(tmp_path_factory):
              "pay_synth": ["report", "pay-equity", "-p", "employees=1500", "-p", "tenants=8", "-p", "n_boot=20", "--no-progress", "--out", d / "pay"],
              "pay_export": ["report", "pay-equity", "--data", d / "pay.csv", "--mapping", d / "pay.yaml", "-p", "n_boot=20", "--no-progress",
                             "--out", d / "pay_export"]}
-    with ThreadPoolExecutor(2) as ex: res = dict(zip(first, ex.map(lambda a: hr_ml(*a), first.values())))
-    for k, r in res.items(): assert r.returncode == 0, (k, r.stdout[-3000:], r.stderr[-3000:])
-    train = only_run(d / "synth", "attrition")
-    res["monitor"] = hr_ml("monitor", "--model", train, "-p", "employees=1500", "-p", "tenants=8", "-p", "shift=pay_freeze",
-                           "-p", "n_boot=20", "--no-progress", "--out", d / "mon")
+    # Two chains side by side: here, in this process (typer's runner: the same app, its stdout and stderr), the synthetic
+    # training and then the monitor of its model; beside it, in one thread, the other three as real processes one after the
+    # other (the runner swaps sys.stdout, so only one command runs in this process at a time; a real process is unaffected).
+    with ThreadPoolExecutor(1) as ex:
+        # cwd given: a job run here moves this process into its run folder while it runs (papermill), a child must not inherit that
+        rest = ex.submit(lambda: {k: hr_ml(*first[k], cwd=d) for k in ("train_export", "pay_synth", "pay_export")})
+        res = {"train_synth": hr_ml_inprocess(*first["train_synth"])}
+        assert res["train_synth"].returncode == 0, ("train_synth", res["train_synth"].stdout[-3000:], res["train_synth"].stderr[-3000:])
+        train = only_run(d / "synth", "attrition")
+        res["monitor"] = hr_ml_inprocess("monitor", "--model", train, "-p", "employees=1500", "-p", "tenants=8", "-p", "shift=pay_freeze",
+                                         "-p", "n_boot=20", "--no-progress", "--out", d / "mon")
+        res.update(rest.result())
+    for k, r in res.items():
+        if k != "monitor": assert r.returncode == 0, (k, r.stdout[-3000:], r.stderr[-3000:])
     assert res["monitor"].returncode in (0, 1), (res["monitor"].stdout[-3000:], res["monitor"].stderr[-3000:])  # 1: status alert
     folders = {"train_synth": train, "train_export": only_run(d / "export", "attrition"), "pay_synth": only_run(d / "pay", "pay_equity"),
                "pay_export": only_run(d / "pay_export", "pay_equity"), "monitor": only_run(d / "mon", "monitor")}

@@ -1,6 +1,6 @@
 """`hr-ml score` end to end: a whole (small) population from an HRIS export or a features file, chunked or not, into one
 Parquet file that says which model scored it; bad inputs give one line and exit 2 and leave no file behind."""
-import json, subprocess, sys
+import json, warnings
 from datetime import date
 from pathlib import Path
 
@@ -9,6 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import hr_ml_inprocess
 from hr_ml.attrition import AttritionModel
 from hr_ml.explain import drivers
 from hr_ml.features import FEATURES, build_features
@@ -25,7 +26,14 @@ def _gpu_here():
 
 
 def hr_ml(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    """`hr-ml ARGS` in this process (the same typer app, exit codes and stderr; tests/test_journey.py runs `hr-ml score` as a
+    process). Warnings a plain `python` would print are added to stderr, as the process would show them."""
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("default")
+        for c in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning): warnings.simplefilter("ignore", c)
+        r = hr_ml_inprocess(*args, cwd=cwd)
+    r.stderr += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in ws)
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +127,9 @@ keep: []                      # columns to keep even if flagged as probable leak
 
 @pytest.fixture(scope="module")
 def table_runs(tmp_path_factory):
-    "Both model kinds trained (as the training job does) on a small demo export, saved as run folders."
+    """Both model kinds trained (as the training job does) on a small demo export, saved as run folders. The two
+    `choose_and_fit` calls cross-validate the same two kinds on the same rows: the comparison is computed once."""
+    from hr_ml import pipeline
     from hr_ml.pipeline import load_dataset, choose_and_fit
     from hr_ml.tabular import demo_export
     d = tmp_path_factory.mktemp("table")
@@ -127,9 +137,16 @@ def table_runs(tmp_path_factory):
     pl.read_csv(d / "export.csv").write_parquet(d / "export.parquet")   # the same rows, typed by Parquet
     (d / "mapping.yaml").write_text(README_MAPPING)
     ds = load_dataset(d / "export.csv", d / "mapping.yaml", n_splits=3)
-    for kind in ("xgboost", "logistic"):
-        model, _ = choose_and_fit(ds, n_splits=3, n_repeats=1, model_params={"n_estimators": 30}, kind=kind)
-        model.save(d / kind)
+    real, memo = pipeline.compare_models, {}
+    def compare_once(*args, **kw):
+        if "cmp" not in memo: memo["cmp"], memo["call"] = real(*args, **kw), (args, kw)
+        assert memo["call"][1].keys() == kw.keys() and memo["call"][0][0] is args[0]   # the same rows and options
+        return memo["cmp"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "compare_models", compare_once)
+        for kind in ("xgboost", "logistic"):
+            model, _ = choose_and_fit(ds, n_splits=3, n_repeats=1, model_params={"n_estimators": 30, "n_jobs": 1}, kind=kind)
+            model.save(d / kind)
     return d, ds
 
 

@@ -1,20 +1,28 @@
 """The scoring service through the `hr-ml` command, as an operator runs it: `keys create/list/revoke`, `serve` in its
 own process, one scored employee over HTTP, `erase`; bad input gives one line and exit 2."""
-import datetime as dt, json, re, subprocess, sys, time
+import datetime as dt, re, warnings
 from pathlib import Path
 
 import httpx
 import polars as pl
 import pytest
 
-from conftest import hr_ml_serve, stop_server
+from conftest import hr_ml_inprocess, hr_ml_serve, stop_server
 from hr_ml.attrition import AttritionModel
 from hr_ml.features import FEATURES, build_features
 from hr_ml.synth import generate
 
 
 def hr_ml(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    """`hr-ml ARGS` in this process (the same typer app, exit codes and stderr); `hr-ml serve` itself runs as a process
+    below, and tests/test_journey.py runs `keys` and `erase` as processes. Warnings a plain `python` would print are added
+    to stderr, as the process would show them."""
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("default")
+        for c in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning): warnings.simplefilter("ignore", c)
+        r = hr_ml_inprocess(*args, cwd=cwd)
+    r.stderr += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in ws)
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +78,11 @@ def test_keys_serve_score_revoke_erase(setup):
     (["serve", "--model", "{d}/run", "--retention-days", "0"], "--retention-days 0: must be positive"),
 ])
 def test_service_commands_bad_input_one_line(setup, args, expect):
+    import uvicorn
     d, _ = setup
-    r = hr_ml(*[a.format(d=d) for a in args], cwd=d)
+    with pytest.MonkeyPatch.context() as mp:   # in this process a bad input that got through would serve forever: fail instead
+        mp.setattr(uvicorn.Server, "run", lambda self, *a, **kw: pytest.fail("hr-ml serve started on a bad input"))
+        r = hr_ml(*[a.format(d=d) for a in args], cwd=d)
     msg = r.stderr.strip()
     assert r.returncode == 2 and len(msg.splitlines()) == 1 and "Traceback" not in msg and expect in msg, (r.returncode, r.stdout, msg)
 

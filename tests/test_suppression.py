@@ -1,8 +1,7 @@
 """Small numbers are suppressed everywhere (`hr_ml.suppression`): k is checked where it enters, every aggregate of fewer than k
 people is hidden with its complementary cells (pay equity, fairness, monitoring, reports), and, reading the files of real runs,
 no output of the train, pay-equity or monitor jobs shows a count of 1 to k-1 people."""
-import json, subprocess, sys, tempfile
-from concurrent.futures import ThreadPoolExecutor
+import json, sys, tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pay_equity import tables_from                              # noqa: E402  (the hand-made HRIS of the pay-equity tests)
+from conftest import hr_ml_inprocess                                 # noqa: E402
 
 from hr_ml import pay_equity as PE                                   # noqa: E402
 from hr_ml.fairness import audit                                     # noqa: E402
@@ -20,7 +20,8 @@ from hr_ml.suppression import COUNT_KEYS, check_k, complement, scan_for_small, s
 
 
 def hr_ml(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hr_ml.cli", *map(str, args)], capture_output=True, text=True, timeout=900, cwd=cwd)
+    "`hr-ml ARGS` in this process (the command's real process is kept by test_journey); train, report and monitor still run their job's kernel."
+    return hr_ml_inprocess(*args, cwd=cwd)
 
 
 def one_line(e) -> str:
@@ -289,7 +290,7 @@ def runs(tmp_path_factory):
     from hr_ml.io import write_hris
     from hr_ml.synth import generate
     d = tmp_path_factory.mktemp("runs")
-    r = hr_ml("train", "attrition", "--employees", "300", "--tenants", "3", "-p", "n_boot=20", "-p", "n_splits=3", "-p", "model_kind=xgboost",
+    r = hr_ml("train", "attrition", "--employees", "300", "--tenants", "3", "-p", "n_boot=20", "-p", "n_splits=3", "-p", "n_repeats=1", "-p", "model_kind=xgboost",
               "-p", "model_params={n_estimators: 40, max_depth: 3}", "--no-track", "--no-progress", "--out", d / "train")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (run,) = (d / "train" / "attrition").iterdir()
@@ -302,8 +303,7 @@ def runs(tmp_path_factory):
             "pay_synth": ["report", "pay-equity", "-p", "employees=300", "-p", "tenants=3", "-p", "n_boot=20", "--no-progress", "--out", d / "pay_synth"],
             "monitor_three": ["monitor", "--model", run, "--data", d / "three", "-p", "n_boot=10", "--no-progress", "--out", d / "monitor_three"],
             "monitor_all": ["monitor", "--model", run, "-p", "employees=300", "-p", "tenants=3", "-p", "n_boot=10", "--no-progress", "--out", d / "monitor_all"]}
-    with ThreadPoolExecutor(2) as ex:
-        res = dict(zip(jobs, ex.map(lambda a: hr_ml(*a), jobs.values())))
+    res = {name: hr_ml(*a) for name, a in jobs.items()}             # one after another: the in-process runner is not thread-safe
     for name, x in res.items(): assert x.returncode in (0, 1), (name, x.stdout[-3000:], x.stderr[-3000:])   # 1: a monitor alert
     return {"train": run, **{n: next((d / n).rglob("manifest.json")).parent for n in jobs}}
 

@@ -1,7 +1,7 @@
 """Targeting (hr_ml.uplift) and the monitor's experiment section: the policy curve's optimum is the brute-force one, the
 uplift model ranks planted persuadables above everyone else, and `hr-ml monitor --assignments` follows the arms end to end
 with every count under k suppressed."""
-import datetime as dt, json, subprocess, sys
+import datetime as dt, json
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +131,9 @@ def test_monitor_with_assignments_end_to_end(tmp_path):
     write_synth(tables, truth, tmp_path / "hris")                 # as `hr-ml synth` writes it: the assignments in hris/experiment/
     assign = tables["interventions"]                             # tenant_id, employee_id, unit_id, stratum, arm, assigned_on, risk, bucket, complied
     arms = assign["arm"].to_numpy()
-    r = subprocess.run([sys.executable, "-m", "hr_ml.cli", "monitor", "--model", str(run), "--data", "hris", "--assignments", "hris/experiment/assignments.parquet",
-                        "-p", "n_boot=10", "--no-progress"], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    from conftest import hr_ml_inprocess                          # the command in this process; `hr-ml monitor` as a real process: test_journey
+    r = hr_ml_inprocess("monitor", "--model", run, "--data", "hris", "--assignments", "hris/experiment/assignments.parquet",
+                        "-p", "n_boot=10", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     out = next((tmp_path / "runs" / "monitor").iterdir())
     doc = json.loads((out / "monitor.json").read_text())
