@@ -56,7 +56,7 @@ book: setup  ## run every lesson notebook and keep its outputs (tables, plots) i
 	$(BIN)/nbdev-clean
 
 pytest: setup  ## cross-module tests (CLI, jobs end to end, bad-input corpus), on 2 xdist workers (a module per worker)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 test: check-sync nbtest pytest  ## all checks: sync, nbdev-test, pytest
 

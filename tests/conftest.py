@@ -63,19 +63,15 @@ def hr_ml_inprocess(*args, cwd=None, env=None) -> Ran:
 
 
 # ---------------------------------------------------------------- pytest-xdist: whole modules per worker, long ones first
-# `make test` runs pytest with `-n 2 --dist loadgroup`. A module's tests stay together on one worker, so its module-scoped
-# fixtures (trained runs, servers) are built once; the journey's four runs are split so both workers share them. Groups
-# are handed out in the order below (longest first, measured with --durations: see README, Development), the rest after.
-LONG_FIRST = ["test_journey", "test_bench_smoke", "test_train_job", "test_governance", "test_narrate", "test_score_cli",
-              "test_pay_equity", "test_suppression", "test_registry", "test_privacy", "test_monitor", "test_reports"]
+# `make test` runs pytest with `-n 2 --dist loadfile`: a module's tests stay on one worker, so its module-scoped fixtures
+# (trained runs, servers, the bench smoke) are built once. (`--dist loadgroup` with xdist_group marks would split the
+# journey's four runs, but xdist 3.8 cannot rename node ids under pytest 9, so its groups are silently ignored and every
+# module fixture was built on both workers.) Modules are handed out in the order below, longest first (measured with
+# --durations), the rest after in collection order.
+LONG_FIRST = ["test_journey", "test_bench_smoke", "test_reports", "test_train_job", "test_governance", "test_suppression",
+              "test_pay_equity", "test_narrate", "test_erasure", "test_registry", "test_privacy", "test_monitor"]
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
-    def group(item):
-        mod = item.module.__name__.rsplit(".", 1)[-1]
-        if mod == "test_journey" and hasattr(item, "callspec"): return f"{mod}[{item.callspec.id}]"   # one journey a group
-        return mod
-    for it in items: it.add_marker(pytest.mark.xdist_group(group(it)))
     rank = {m: i for i, m in enumerate(LONG_FIRST)}
     items.sort(key=lambda it: rank.get(it.module.__name__.rsplit(".", 1)[-1], len(rank)))   # stable: collection order within
