@@ -42,10 +42,11 @@ class Ran:
     def __repr__(self): return f"Ran(exit {self.returncode}, stdout={self.stdout[-500:]!r}, stderr={self.stderr[-500:]!r})"
 
 
-def hr_ml_inprocess(*args, cwd=None, env=None) -> Ran:
+def hr_ml_inprocess(*args, cwd=None, env=None, show_warnings=False) -> Ran:
     """`hr-ml ARGS` through typer's test runner, in this process: the same app, options and error handling as the command,
     without an interpreter start-up (several seconds with xgboost, shap and mlflow). Use it where the seam under test is not
-    the process; each command keeps at least one real-process test (the journey, the servers)."""
+    the process; each command keeps at least one real-process test (the journey, the servers). `show_warnings`: add the
+    warnings the process would print to stderr, for tests that assert a clean one-line stderr."""
     import os
     from contextlib import chdir, nullcontext
     from typer.testing import CliRunner
@@ -53,9 +54,13 @@ def hr_ml_inprocess(*args, cwd=None, env=None) -> Ran:
     extra = {k: v for k, v in (env or {}).items() if os.environ.get(k) != v}
     gone = [k for k in os.environ if env is not None and k not in env]
     runner = CliRunner(env={**extra, **{k: None for k in gone}})
-    with (chdir(cwd) if cwd is not None else nullcontext()):
+    import warnings
+    with warnings.catch_warnings(record=True) as ws, (chdir(cwd) if cwd is not None else nullcontext()):
+        if show_warnings:   # what a plain `python` prints: default filters, less the categories it hides
+            warnings.simplefilter("default")
+            for c in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning): warnings.simplefilter("ignore", c)
         r = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
-    err = r.stderr
+    err = r.stderr + ("".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in ws) if show_warnings else "")
     if r.exception is not None and not isinstance(r.exception, SystemExit):   # what the process would print: a traceback
         import traceback
         err += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(r.exception))

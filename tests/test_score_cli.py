@@ -1,6 +1,6 @@
 """`hr-ml score` end to end: a whole (small) population from an HRIS export or a features file, chunked or not, into one
 Parquet file that says which model scored it; bad inputs give one line and exit 2 and leave no file behind."""
-import json, warnings
+import json
 from datetime import date
 from pathlib import Path
 
@@ -27,13 +27,8 @@ def _gpu_here():
 
 def hr_ml(*args, cwd=None):
     """`hr-ml ARGS` in this process (the same typer app, exit codes and stderr; tests/test_journey.py runs `hr-ml score` as a
-    process). Warnings a plain `python` would print are added to stderr, as the process would show them."""
-    with warnings.catch_warnings(record=True) as ws:
-        warnings.simplefilter("default")
-        for c in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning): warnings.simplefilter("ignore", c)
-        r = hr_ml_inprocess(*args, cwd=cwd)
-    r.stderr += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in ws)
-    return r
+    process)."""
+    return hr_ml_inprocess(*args, cwd=cwd, show_warnings=True)   # warnings a plain `python` prints reach stderr too
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The scoring service through the `hr-ml` command, as an operator runs it: `keys create/list/revoke`, `serve` in its
 own process, one scored employee over HTTP, `erase`; bad input gives one line and exit 2."""
-import datetime as dt, re, warnings
+import datetime as dt, re
 from pathlib import Path
 
 import httpx
@@ -15,14 +15,8 @@ from hr_ml.synth import generate
 
 def hr_ml(*args, cwd=None):
     """`hr-ml ARGS` in this process (the same typer app, exit codes and stderr); `hr-ml serve` itself runs as a process
-    below, and tests/test_journey.py runs `keys` and `erase` as processes. Warnings a plain `python` would print are added
-    to stderr, as the process would show them."""
-    with warnings.catch_warnings(record=True) as ws:
-        warnings.simplefilter("default")
-        for c in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning): warnings.simplefilter("ignore", c)
-        r = hr_ml_inprocess(*args, cwd=cwd)
-    r.stderr += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in ws)
-    return r
+    below, and tests/test_journey.py runs `keys` and `erase` as processes."""
+    return hr_ml_inprocess(*args, cwd=cwd, show_warnings=True)   # warnings a plain `python` prints reach stderr too
 
 
 @pytest.fixture(scope="module")
